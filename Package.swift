@@ -1,0 +1,80 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Settings shared by every SagaKit target: Swift 6 mode with the upcoming features the project adopts,
+/// and warnings as errors (SwiftPM ignores warning control for packages used as dependencies, so this
+/// binds SagaKit's own code only).
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "SagaKit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SagaKit", targets: ["SagaKit"]),
+        .library(name: "SagaKitSQLite", targets: ["SagaKitSQLite"]),
+        .library(name: "SagaKitTesting", targets: ["SagaKitTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        .target(
+            name: "SagaKit",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "SagaKitSQLite",
+            dependencies: [
+                "SagaKit",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "SagaKitTesting",
+            dependencies: ["SagaKit"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SagaKitTests",
+            dependencies: [
+                "SagaKit",
+                "SagaKitTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SagaKitSQLiteTests",
+            dependencies: [
+                "SagaKit",
+                "SagaKitSQLite",
+                "SagaKitTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

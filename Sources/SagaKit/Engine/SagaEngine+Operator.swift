@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import Synchronization
+
+extension SagaEngine {
+    // MARK: Inspection
+
+    /// Sagas matching a query (by status and name), oldest first.
+    ///
+    /// ```swift
+    /// for saga in try await engine.sagas(matching: SagaQuery(status: [.needsAttention])) {
+    ///     print(saga.id, saga.lastError?.message ?? "")
+    /// }
+    /// ```
+    public func sagas(matching query: SagaQuery) async throws -> [SagaSummary] {
+        try await store.sagas(matching: query)
+    }
+
+    /// One saga's summary, or `nil` for an unknown id.
+    public func summary(of sagaID: String) async throws -> SagaSummary? {
+        try await store.summary(of: sagaID)
+    }
+
+    /// One saga's full history, ordered by sequence.
+    ///
+    /// - Throws: ``SagaError`` with code ``SagaError/Code/unknownSaga`` for an unknown id.
+    public func history(of sagaID: String) async throws -> [SagaLogRecord] {
+        guard try await store.summary(of: sagaID) != nil else {
+            throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
+        }
+        return try await store.records(of: sagaID)
+    }
+
+    // MARK: Operator actions
+
+    /// Retries a saga that needs attention: the failed compensation (or the failed step after the
+    /// pivot) runs again with a fresh retry budget and the same idempotency key.
+    ///
+    /// The retry is recorded in the log with the note. Await the new outcome with ``handle(for:output:)``.
+    ///
+    /// - Throws: ``SagaError`` with ``SagaError/Code/invalidOperatorAction`` when the saga does not need
+    ///   attention, ``SagaError/Code/unknownSaga``, or a definition code when it cannot be run here.
+    public func retry(sagaID: String, note: String? = nil) async throws {
+        let run = try await loadRun(sagaID, expecting: .needsAttention, action: "retried")
+        do {
+            try await run.write([SagaRun.Draft(kind: .operatorRetried, note: note)])
+        } catch {
+            runEnded(run)
+            throw Self.operatorError(error, sagaID: sagaID)
+        }
+        run.logger.info("operator retried saga", metadata: ["note": "\(note ?? "")"])
+        enqueue(.run(run))
+    }
+
+    /// Marks a saga that needs attention as resolved, with a note saying what a person did.
+    ///
+    /// The saga becomes ``SagaStatus/resolved`` and is never run again.
+    public func resolve(sagaID: String, note: String) async throws {
+        guard activeRun(sagaID) == nil else {
+            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is running; only a saga that needs attention can be resolved")
+        }
+        guard let summary = try await store.summary(of: sagaID) else {
+            throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
+        }
+        guard summary.status == .needsAttention else {
+            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a saga that needs attention can be resolved")
+        }
+        let records = try await store.records(of: sagaID)
+        let record = SagaLogRecord(
+            sagaID: sagaID, sequence: (records.last?.sequence ?? 0) + 1, timestamp: configuration.clock.now(),
+            kind: .operatorResolved, note: note
+        )
+        try await store.append(SagaLogAppend(sagaID: sagaID, records: [record], status: .resolved, lastError: summary.lastError))
+        logger.info("operator resolved saga", metadata: ["saga.id": "\(sagaID)", "note": "\(note)"])
+    }
+
+    /// Cancels a saga that has not reached its pivot: it stops going forward and compensates every
+    /// step that started, then ends ``SagaStatus/compensated`` with the reason as its cause.
+    ///
+    /// Returns once the cancellation is durable in the log.
+    ///
+    /// - Throws: ``SagaError`` with ``SagaError/Code/cannotCancel`` when the pivot has started or
+    ///   the saga is not running forward, or ``SagaError/Code/unknownSaga``.
+    public func cancel(sagaID: String, reason: String) async throws {
+        let run: SagaRun
+        var isNew = false
+        if let active = activeRun(sagaID) {
+            run = active
+        } else {
+            run = try await loadRun(sagaID, expecting: .running, action: "cancelled")
+            isNew = true
+        }
+        let wrote: Bool
+        do {
+            wrote = try await run.write([SagaRun.Draft(kind: .operatorCancelled, note: reason)]) { state in
+                state.machine.phase == .forward && !state.machine.pivotStarted
+            }
+        } catch {
+            if isNew { runEnded(run) }
+            throw Self.operatorError(error, sagaID: sagaID)
+        }
+        guard wrote else {
+            if isNew { runEnded(run) }
+            let status = run.state.withLock { $0.machine.status }
+            throw SagaError(.cannotCancel, sagaID: sagaID, message: "saga '\(sagaID)' is \(status) and past the start of its pivot; it can no longer be cancelled")
+        }
+        run.logger.info("operator cancelled saga", metadata: ["reason": "\(reason)"])
+        if isNew { enqueue(.run(run)) }
+    }
+
+    /// Resumes a saga that the log shows as running or compensating but that no engine is running,
+    /// for example after its log writes failed and the disk has been freed.
+    public func resume(sagaID: String) async throws {
+        guard activeRun(sagaID) == nil else { return }
+        guard let summary = try await store.summary(of: sagaID) else {
+            throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
+        }
+        guard summary.status.isActive else {
+            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a running or compensating saga resumes")
+        }
+        let records = try await store.records(of: sagaID)
+        try prepareResumption(SagaLogRecords(summary: summary, records: records))
+        if activeRun(sagaID) == nil, let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
+            throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
+        }
+    }
+
+    /// Loads a saga that is not running here into a new run reserved in the registry.
+    private func loadRun(_ sagaID: String, expecting status: SagaStatus, action: String) async throws -> SagaRun {
+        guard activeRun(sagaID) == nil else {
+            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is running in this engine and cannot be \(action) now")
+        }
+        guard let summary = try await store.summary(of: sagaID) else {
+            throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
+        }
+        guard summary.status == status else {
+            let code: SagaError.Code = action == "cancelled" ? .cannotCancel : .invalidOperatorAction
+            throw SagaError(code, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a \(status) saga can be \(action)")
+        }
+        guard let definition = registeredDefinition(name: summary.name, fingerprint: summary.fingerprint) else {
+            let (code, message) = definitionMismatchReason(name: summary.name, fingerprint: summary.fingerprint)
+            throw SagaError(code, sagaID: sagaID, message: message)
+        }
+        let records = try await store.records(of: sagaID)
+        let machine = try SagaStateMachine(plan: definition.plan, sagaID: sagaID, records: records)
+        let run = SagaRun(engine: self, definition: definition, machine: machine)
+        let reserved = runtime.withLock { runtime -> Bool in
+            guard runtime.active[sagaID] == nil else { return false }
+            runtime.active[sagaID] = run
+            runtime.stranded[sagaID] = nil
+            return true
+        }
+        guard reserved else {
+            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' started running meanwhile and cannot be \(action) now")
+        }
+        return run
+    }
+
+    private static func operatorError(_ error: any Error, sagaID: String) -> any Error {
+        guard let stop = error as? RunStop else { return error }
+        switch stop.kind {
+        case .failed(let error): return error
+        default: return SagaError(.interrupted, sagaID: sagaID, message: "the engine stopped before the operator action was logged")
+        }
+    }
+}

@@ -1,0 +1,643 @@
+import Foundation
+import Logging
+import Synchronization
+import Tracing
+
+/// Why a saga's execution stopped before it settled.
+struct RunStop: Error {
+    enum Kind { case crashed, cancelled, shutdown, alreadyExists, failed(SagaError) }
+    var kind: Kind
+}
+
+/// A timeout of one attempt: its outcome is unknown, so it is retried with the same key.
+struct StepTimeoutError: Error, CustomStringConvertible {
+    var timeout: Duration
+    var description: String { "the attempt did not finish within \(timeout)" }
+}
+
+/// One saga's execution in this engine: its state machine, the records waiting to be written with
+/// the next intent, and the callers waiting for its outcome.
+final class SagaRun: Sendable {
+    static let deadlineKey = "sagakit.deadline"
+
+    let id: String
+    let engine: SagaEngine
+    let definition: ErasedDefinition
+    let logger: Logger
+    let deadline: Date?
+
+    struct State {
+        var machine: SagaStateMachine
+        /// Outcome records deferred so they commit together with the next intent.
+        var pending: [SagaLogRecord] = []
+        /// Set until the saga's first append is durable.
+        var creation: SagaCreation?
+        var accepted: Result<Void, any Error>?
+        var acceptWaiters: [CheckedContinuation<Void, any Error>] = []
+        var result: Result<SagaSettlement, SagaError>?
+        var waiters: [CheckedContinuation<SagaSettlement, any Error>] = []
+        var input: (any Sendable)?
+        /// A sibling failed for good: no new forward attempts in this group.
+        var stopForward = false
+        var recovered = false
+    }
+
+    let state: Mutex<State>
+
+    var plan: SagaPlan { definition.plan }
+
+    /// A new saga: its `saga.started` record is applied and waits to commit with the first intent.
+    init(engine: SagaEngine, definition: ErasedDefinition, newSagaID id: String, input: any Sendable, inputData: Data, metadata: [String: String], at now: Date) {
+        self.id = id
+        self.engine = engine
+        self.definition = definition
+        self.logger = Self.logger(engine.logger, id: id, name: definition.plan.name)
+        self.deadline = metadata[Self.deadlineKey].flatMap(Double.init).map(Date.init(timeIntervalSince1970:))
+        var machine = SagaStateMachine(plan: definition.plan, sagaID: id)
+        let record = SagaLogRecord(sagaID: id, sequence: 1, timestamp: now, kind: .sagaStarted, payload: inputData, metadata: metadata)
+        // A fresh machine always accepts saga.started.
+        try? machine.apply(record)
+        var state = State(machine: machine)
+        state.pending = [record]
+        state.creation = SagaCreation(name: definition.plan.name, fingerprint: definition.plan.fingerprint, createdAt: now)
+        state.input = input
+        self.state = Mutex(state)
+    }
+
+    /// A saga resumed from its logged state.
+    init(engine: SagaEngine, definition: ErasedDefinition, machine: SagaStateMachine) {
+        self.id = machine.sagaID
+        self.engine = engine
+        self.definition = definition
+        self.logger = Self.logger(engine.logger, id: machine.sagaID, name: definition.plan.name)
+        self.deadline = machine.metadata[Self.deadlineKey].flatMap(Double.init).map(Date.init(timeIntervalSince1970:))
+        var state = State(machine: machine)
+        state.accepted = .success(())
+        state.recovered = true
+        self.state = Mutex(state)
+    }
+
+    private static func logger(_ base: Logger, id: String, name: String) -> Logger {
+        var logger = base
+        logger[metadataKey: "saga.id"] = "\(id)"
+        logger[metadataKey: "saga.name"] = "\(name)"
+        return logger
+    }
+
+    // MARK: Waiting
+
+    func waitUntilAccepted() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let ready = state.withLock { state -> Result<Void, any Error>? in
+                if let accepted = state.accepted { return accepted }
+                state.acceptWaiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    func settlement() async throws -> SagaSettlement {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SagaSettlement, any Error>) in
+            let ready = state.withLock { state -> Result<SagaSettlement, SagaError>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    private func resolveAcceptance(_ result: Result<Void, any Error>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            guard state.accepted == nil else { return [] }
+            state.accepted = result
+            defer { state.acceptWaiters = [] }
+            return state.acceptWaiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    private func resolve(_ result: Result<SagaSettlement, SagaError>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<SagaSettlement, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result.mapError { $0 as any Error }) }
+    }
+
+    /// Ends every wait with an error; the saga stays as last logged.
+    func interrupt(_ error: SagaError) {
+        resolveAcceptance(.failure(error))
+        resolve(.failure(error))
+    }
+
+    // MARK: Writing
+
+    struct Draft {
+        var kind: SagaLogRecord.Kind
+        var step: String? = nil
+        var attempt: Int? = nil
+        var payload: Data? = nil
+        var error: RecordedError? = nil
+        var note: String? = nil
+    }
+
+    /// Checks and applies drafts under the lock and takes the records due to be written.
+    /// Returns `nil` when `condition` says no (nothing applied), or an append with no records
+    /// when deferring.
+    private func prepare(_ drafts: [Draft], deferring: Bool, condition: (State) -> Bool) throws -> SagaLogAppend?? {
+        let now = engine.configuration.clock.now()
+        return try state.withLock { state -> SagaLogAppend?? in
+            guard condition(state) else { return .none }
+            var records: [SagaLogRecord] = []
+            for draft in drafts {
+                let record = SagaLogRecord(
+                    sagaID: id, sequence: state.machine.nextSequence, timestamp: now, kind: draft.kind,
+                    step: draft.step, attempt: draft.attempt, payload: draft.payload, error: draft.error, note: draft.note
+                )
+                try state.machine.apply(record)
+                records.append(record)
+            }
+            if deferring {
+                state.pending += records
+                return .some(.none)
+            }
+            let all = state.pending + records
+            state.pending = []
+            return .some(SagaLogAppend(sagaID: id, records: all, status: state.machine.status, lastError: state.machine.cause, creation: state.creation))
+        }
+    }
+
+    /// Writes records (with any deferred ones) durably, or defers them to the next write.
+    /// Returns `false`, writing nothing, when `condition` does not hold.
+    @discardableResult
+    func write(_ drafts: [Draft], deferring: Bool = false, if condition: (State) -> Bool = { _ in true }) async throws -> Bool {
+        let prepared: SagaLogAppend??
+        do {
+            prepared = try prepare(drafts, deferring: deferring, condition: condition)
+        } catch let error as SagaError {
+            logger.error("saga engine produced an illegal transition", metadata: ["error": "\(error)"])
+            throw RunStop(kind: .failed(error))
+        }
+        switch prepared {
+        case .none: return false
+        case .some(.none): return true
+        case .some(.some(let append)):
+            try await persist(append)
+            return true
+        }
+    }
+
+    /// Writes the deferred records, if any.
+    func flush() async throws {
+        try await write([])
+    }
+
+    private func persist(_ append: SagaLogAppend) async throws {
+        if append.records.isEmpty, append.creation == nil { return }
+        let detail = append.records.map(\.kind.rawValue).joined(separator: "+")
+        var attempt = 1
+        while true {
+            do {
+                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, detail: detail))
+                try await engine.store.append(append)
+                markDurable()
+                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, detail: detail))
+                return
+            } catch is SimulatedCrash {
+                throw RunStop(kind: .crashed)
+            } catch let error as SagaStoreError where error.code == .sagaAlreadyExists && append.creation != nil {
+                resolveAcceptance(.failure(error))
+                throw RunStop(kind: .alreadyExists)
+            } catch {
+                engine.metrics.logWriteFailure()
+                let duplicate = (error as? SagaStoreError)?.code == .duplicateRecord
+                logger.warning("saga log write failed", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                if !duplicate, engine.configuration.logWriteRetry.allowsAttempt(after: attempt),
+                    await engine.sleep(for: engine.backoff(engine.configuration.logWriteRetry, after: attempt))
+                {
+                    attempt += 1
+                    continue
+                }
+                if Task.isCancelled { throw RunStop(kind: .cancelled) }
+                let failure = SagaError(
+                    .logWriteFailed, sagaID: id,
+                    message: duplicate
+                        ? "another engine is writing saga '\(id)' (\(error)); this engine stops running it"
+                        : "the saga log could not be written after \(attempt) attempts (\(error)); the saga stays as last logged and resumes on recovery or resume(sagaID:)"
+                )
+                throw RunStop(kind: .failed(failure))
+            }
+        }
+    }
+
+    private func markDurable() {
+        let first = state.withLock { state -> Bool in
+            defer { state.creation = nil }
+            return state.creation != nil
+        }
+        if first {
+            engine.metrics.sagaStarted(plan.name)
+            resolveAcceptance(.success(()))
+        }
+    }
+
+    // MARK: Executing
+
+    func execute() async {
+        let tracer = engine.tracer
+        let parent = TraceCarrier.extract(state.withLock { $0.machine.metadata }, using: tracer)
+        let span = tracer.startSpan("saga \(plan.name)", context: parent)
+        span.attributes["saga.id"] = id
+        span.attributes["saga.name"] = plan.name
+        if state.withLock({ $0.recovered }) { span.attributes["saga.recovered"] = true }
+        defer { span.end() }
+        engine.metrics.activeChanged(by: 1)
+        defer { engine.metrics.activeChanged(by: -1) }
+        do {
+            try await prepareInput()
+            try await loop(span: span)
+        } catch let stop as RunStop {
+            switch stop.kind {
+            case .crashed:
+                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga stopped at a simulated crash; a new engine resumes it from the log"))
+            case .cancelled:
+                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga engine was cancelled before saga '\(id)' finished; it resumes from the log on the next start"))
+            case .shutdown:
+                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga engine shut down before saga '\(id)' finished; it resumes from the log on the next start"))
+            case .alreadyExists:
+                interrupt(SagaError(.interrupted, sagaID: id, message: "saga '\(id)' already exists"))
+            case .failed(let error):
+                span.recordError(error)
+                interrupt(error)
+            }
+        } catch {
+            interrupt(SagaError(.interrupted, sagaID: id, message: "\(error)"))
+        }
+        engine.runEnded(self)
+    }
+
+    private func prepareInput() async throws {
+        let data: Data? = state.withLock { $0.input == nil ? ($0.machine.input ?? Data()) : nil }
+        guard let data else { return }
+        do {
+            let input = try definition.decodeInput(data)
+            state.withLock { $0.input = input }
+        } catch {
+            let cause = RecordedError(error)
+            try await write([Draft(kind: .sagaNeedsAttention, error: cause)])
+        }
+    }
+
+    private func checkStop() async throws {
+        if Task.isCancelled { throw RunStop(kind: .cancelled) }
+        if engine.isShuttingDown {
+            try await flush()
+            throw RunStop(kind: .shutdown)
+        }
+    }
+
+    private func loop(span: any Span) async throws {
+        while true {
+            try await checkStop()
+            let action = state.withLock { $0.machine.nextAction() }
+            switch action {
+            case .run(let group, let steps):
+                try await runGroup(group: group, steps: steps, span: span, compensating: false)
+            case .compensate(let group, let steps):
+                try await runGroup(group: group, steps: steps, span: span, compensating: true)
+            case .abandonUnknownOutcome(let step):
+                let attempt = state.withLock { $0.machine.step(step).attempts }
+                logger.info("compensating a step whose outcome is unknown", metadata: ["saga.step": "\(step)"])
+                try await write([Draft(kind: .stepFailed, step: step, attempt: attempt, error: RecordedError(type: "SagaKit.UnknownOutcome", message: "step '\(step)' was logged as started with no outcome, and its policy is to compensate", isRetryable: false))])
+            case .raiseAttention(let step):
+                let cause = state.withLock { $0.machine.step(step).lastError }
+                try await write([Draft(kind: .sagaNeedsAttention, step: step, error: cause)])
+            case .complete:
+                let (input, outputs) = state.withLock { ($0.input, $0.machine.outputs) }
+                do {
+                    let output = try definition.makeOutput(id, input ?? Data(), outputs)
+                    try await write([Draft(kind: .sagaCompleted, payload: output)])
+                } catch let stop as RunStop {
+                    throw stop
+                } catch {
+                    try await write([Draft(kind: .sagaNeedsAttention, error: RecordedError(error))])
+                }
+            case .finishCompensation:
+                let cause = state.withLock { $0.machine.cause }
+                try await write([Draft(kind: .sagaCompensated, error: cause)])
+            case .none:
+                settle(span: span)
+                return
+            }
+        }
+    }
+
+    private func settle(span: any Span) {
+        let settlement = state.withLock { state in
+            SagaSettlement(
+                status: state.machine.status, output: state.machine.output, cause: state.machine.cause,
+                causeStep: state.machine.causeStep, note: state.machine.resolutionNote
+            )
+        }
+        engine.metrics.sagaFinished(plan.name, outcome: settlement.status.rawValue)
+        span.attributes["saga.outcome"] = settlement.status.rawValue
+        switch settlement.status {
+        case .completed:
+            logger.debug("saga completed")
+        case .compensated:
+            logger.info("saga compensated", metadata: ["cause": "\(settlement.cause.map(String.init(describing:)) ?? "")"])
+        case .needsAttention:
+            logger.error("saga needs attention", metadata: [
+                "saga.step": "\(settlement.causeStep ?? "")", "cause": "\(settlement.cause.map(String.init(describing:)) ?? "")",
+            ])
+        default:
+            logger.info("saga settled", metadata: ["status": "\(settlement.status)"])
+        }
+        engine.runEnded(self)
+        resolve(.success(settlement))
+    }
+
+    private func runGroup(group: Int, steps: [String], span: any Span, compensating: Bool) async throws {
+        let parallel = plan.groups[group].isParallel && steps.count > 1
+        if !parallel, let step = steps.first, steps.count == 1 {
+            try await runStep(step, deferOutcome: true, span: span, compensating: compensating)
+            return
+        }
+        state.withLock { $0.stopForward = false }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for step in steps {
+                group.addTask {
+                    try await self.runStep(step, deferOutcome: false, span: span, compensating: compensating)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func runStep(_ name: String, deferOutcome: Bool, span: any Span, compensating: Bool) async throws {
+        if compensating {
+            try await compensate(name, deferOutcome: deferOutcome, span: span)
+        } else {
+            try await forward(name, deferOutcome: deferOutcome, span: span)
+        }
+    }
+
+    // MARK: Forward
+
+    private func forward(_ name: String, deferOutcome: Bool, span: any Span) async throws {
+        guard let step = plan.stepsByName[name] else { return }
+        let policy = step.options.retry ?? (step.kind == .retriable ? .forever : .default)
+        let clock = engine.configuration.clock
+        var attempt = state.withLock { $0.machine.step(name).attempts + 1 }
+        while true {
+            try await checkStop()
+            var limit = step.options.timeout
+            var deadlineBinds = false
+            if let deadline, step.kind != .retriable {
+                let left = deadline.timeIntervalSince(clock.now())
+                if left <= 0 {
+                    state.withLock { $0.stopForward = true }
+                    try await write([Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: deadlineExceeded(name))])
+                    return
+                }
+                let remaining = Duration.seconds(left)
+                if limit.map({ remaining < $0 }) ?? true {
+                    limit = remaining
+                    deadlineBinds = true
+                }
+            }
+            let wrote = try await write([Draft(kind: .stepStarted, step: name, attempt: attempt)]) { state in
+                state.machine.phase == .forward && !state.stopForward
+            }
+            guard wrote else { return }
+
+            let retryBase = state.withLock { $0.machine.step(name).retryBase }
+            var stepLogger = logger
+            stepLogger[metadataKey: "saga.step"] = "\(name)"
+            stepLogger[metadataKey: "saga.step.attempt"] = "\(attempt)"
+            stepLogger.debug("step started")
+            let stepSpan = engine.tracer.startSpan("step \(name)", context: span.context)
+            stepSpan.attributes["saga.step"] = name
+            stepSpan.attributes["saga.step.attempt"] = attempt
+            let began = ContinuousClock.now
+            let result = await call(name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil) { context in
+                try await step.run(context)
+            }
+            let nanoseconds = Self.nanoseconds(since: began)
+            if Task.isCancelled {
+                stepSpan.end()
+                throw RunStop(kind: .cancelled)
+            }
+            switch result {
+            case .success(let output):
+                stepSpan.end()
+                engine.metrics.step(plan.name, name, outcome: "succeeded", nanoseconds: nanoseconds)
+                stepLogger.debug("step succeeded")
+                if step.local == nil {
+                    try await write([Draft(kind: .stepSucceeded, step: name, attempt: attempt, payload: output)], deferring: deferOutcome)
+                }
+                return
+            case .failure(let error):
+                if let stop = error as? RunStop {
+                    stepSpan.end()
+                    throw stop
+                }
+                stepSpan.recordError(error)
+                stepSpan.end()
+                engine.metrics.step(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
+                if let sagaError = error as? SagaError, sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable {
+                    stepLogger.error("step cannot run: \(sagaError.message)")
+                    try await write([
+                        Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error)),
+                        Draft(kind: .sagaNeedsAttention, step: name, error: RecordedError(error)),
+                    ])
+                    return
+                }
+                let recorded: RecordedError
+                if error is StepTimeoutError, deadlineBinds {
+                    recorded = deadlineExceeded(name)
+                } else if let timeout = error as? StepTimeoutError {
+                    recorded = RecordedError(type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
+                } else {
+                    recorded = RecordedError(error)
+                }
+                let stopped = state.withLock { $0.stopForward }
+                if recorded.isRetryable, !stopped, policy.allowsAttempt(after: attempt - retryBase) {
+                    engine.metrics.retry(plan.name, name)
+                    let delay = engine.backoff(policy, after: attempt - retryBase)
+                    stepLogger.info("step attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
+                    try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
+                    guard await engine.sleep(for: delay) else {
+                        try await checkStop()
+                        return
+                    }
+                    attempt += 1
+                    continue
+                }
+                stepLogger.info("step failed for good", metadata: ["error": "\(recorded)"])
+                state.withLock { $0.stopForward = true }
+                try await write([Draft(kind: .stepFailed, step: name, attempt: attempt, error: recorded)])
+                return
+            }
+        }
+    }
+
+    private func deadlineExceeded(_ step: String) -> RecordedError {
+        RecordedError(type: "SagaKit.DeadlineExceeded", message: "the saga's deadline passed before step '\(step)' finished", isRetryable: false)
+    }
+
+    // MARK: Compensation
+
+    private func compensate(_ name: String, deferOutcome: Bool, span: any Span) async throws {
+        guard let step = plan.stepsByName[name], let undo = step.compensate else { return }
+        let policy = engine.configuration.compensationRetry
+        var attempt = state.withLock { $0.machine.step(name).compensationAttempts + 1 }
+        while true {
+            try await checkStop()
+            try await write([Draft(kind: .compensationStarted, step: name, attempt: attempt)])
+            let (retryBase, output) = state.withLock { state in
+                let step = state.machine.step(name)
+                return (step.compensationRetryBase, step.status == .succeeded ? step.output : nil)
+            }
+            var stepLogger = logger
+            stepLogger[metadataKey: "saga.step"] = "\(name)"
+            stepLogger[metadataKey: "saga.step.attempt"] = "\(attempt)"
+            stepLogger.info("compensating step")
+            let stepSpan = engine.tracer.startSpan("compensate \(name)", context: span.context)
+            stepSpan.attributes["saga.step"] = name
+            stepSpan.attributes["saga.step.attempt"] = attempt
+            let began = ContinuousClock.now
+            let result = await call(name: name, attempt: attempt, logger: stepLogger, timeout: step.options.timeout, local: step.localCompensation, loggedOutput: output) { context in
+                try await undo(output, context)
+                return Data()
+            }
+            let nanoseconds = Self.nanoseconds(since: began)
+            if Task.isCancelled {
+                stepSpan.end()
+                throw RunStop(kind: .cancelled)
+            }
+            switch result {
+            case .success:
+                stepSpan.end()
+                engine.metrics.compensation(plan.name, name, outcome: "succeeded", nanoseconds: nanoseconds)
+                if step.localCompensation == nil {
+                    try await write([Draft(kind: .compensationSucceeded, step: name, attempt: attempt)], deferring: deferOutcome)
+                }
+                return
+            case .failure(let error):
+                if let stop = error as? RunStop {
+                    stepSpan.end()
+                    throw stop
+                }
+                stepSpan.recordError(error)
+                stepSpan.end()
+                engine.metrics.compensation(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
+                let recorded: RecordedError
+                if let timeout = error as? StepTimeoutError {
+                    recorded = RecordedError(type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
+                } else {
+                    recorded = RecordedError(error)
+                }
+                if recorded.isRetryable, policy.allowsAttempt(after: attempt - retryBase) {
+                    engine.metrics.retry(plan.name, name)
+                    let delay = engine.backoff(policy, after: attempt - retryBase)
+                    stepLogger.info("compensation attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
+                    try await write([Draft(kind: .compensationAttemptFailed, step: name, attempt: attempt, error: recorded)])
+                    guard await engine.sleep(for: delay) else {
+                        try await checkStop()
+                        return
+                    }
+                    attempt += 1
+                    continue
+                }
+                try await write([Draft(kind: .compensationFailed, step: name, attempt: attempt, error: recorded)])
+                return
+            }
+        }
+    }
+
+    // MARK: Calling participants
+
+    /// Calls an action or compensation with its context, timeout and fault points. A `RunStop` in
+    /// the failure means stop the run; any other error is the participant's.
+    private func call(
+        name: String,
+        attempt: Int,
+        logger: Logger,
+        timeout: Duration?,
+        local: (any Sendable)?,
+        loggedOutput: Data?,
+        _ body: @escaping @Sendable (ErasedStepContext) async throws -> Data
+    ) async -> Result<Data, any Error> {
+        let (input, outputs) = state.withLock { ($0.input ?? Data(), $0.machine.outputs) }
+        let key = "\(id)/\(name)"
+        let context = ErasedStepContext(sagaID: id, stepName: name, input: input, idempotencyKey: key, attempt: attempt, logger: logger, outputs: outputs)
+        do {
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeCall, detail: name))
+            let output: Data
+            if let local {
+                output = try await runLocal(local, name: name, attempt: attempt, key: key, input: input, loggedOutput: loggedOutput)
+            } else {
+                output = try await withTimeout(timeout) { try await body(context) }
+            }
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterCall, detail: name))
+            return .success(output)
+        } catch is SimulatedCrash {
+            return .failure(RunStop(kind: .crashed))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Runs a local step's work and its outcome record in one store transaction.
+    private func runLocal(_ body: any Sendable, name: String, attempt: Int, key: String, input: any Sendable, loggedOutput: Data?) async throws -> Data {
+        let compensating = loggedOutput != nil || state.withLock { $0.machine.phase == .compensating }
+        let work = LocalStepWork(body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input)
+        let applied = Mutex(false)
+        do {
+            let output = try await engine.store.appendAfterLocalWork(work) { output in
+                let kind: SagaLogRecord.Kind = compensating ? .compensationSucceeded : .stepSucceeded
+                let draft = Draft(kind: kind, step: name, attempt: attempt, payload: compensating ? nil : output)
+                let prepared = try? self.prepare([draft], deferring: false) { _ in true }
+                applied.withLock { $0 = true }
+                return (prepared ?? nil) ?? SagaLogAppend(sagaID: self.id, records: [], status: .running)
+            }
+            markDurable()
+            return output
+        } catch {
+            if applied.withLock({ $0 }) {
+                // The outcome was applied in memory but its transaction did not commit: stop, and let
+                // recovery read the truth from the log.
+                throw RunStop(kind: .failed(SagaError(.logWriteFailed, sagaID: id, step: name, message: "the local step's transaction did not commit: \(error)")))
+            }
+            throw error
+        }
+    }
+
+    private func withTimeout(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> Data) async throws -> Data {
+        guard let timeout else { return try await body() }
+        let clock = engine.configuration.clock
+        return try await withThrowingTaskGroup(of: Data?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await clock.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let output = first else {
+                throw StepTimeoutError(timeout: timeout)
+            }
+            return output
+        }
+    }
+
+    private static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = ContinuousClock.now - start
+        let (seconds, attoseconds) = elapsed.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

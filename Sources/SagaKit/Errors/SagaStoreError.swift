@@ -1,0 +1,60 @@
+/// An error from a saga store, named so callers and operators know what to do.
+///
+/// A store error never means committed records were lost: a failed write wrote nothing, and a store
+/// that cannot open a file leaves the file as it was.
+public struct SagaStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The bounded kind of error; usable as a metric label.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Base: String, Sendable {
+            case sagaAlreadyExists, duplicateRecord, notADatabase, corrupt, locked, inUse, diskFull
+            case readOnly, cannotOpen, unsupportedLogFormat, unsupported, io
+        }
+
+        let base: Base
+
+        /// A saga with that id already exists.
+        public static let sagaAlreadyExists = Code(base: .sagaAlreadyExists)
+        /// A record with that saga id and sequence already exists (two writers on one saga).
+        public static let duplicateRecord = Code(base: .duplicateRecord)
+        /// The file is not a database.
+        public static let notADatabase = Code(base: .notADatabase)
+        /// The database file is damaged.
+        public static let corrupt = Code(base: .corrupt)
+        /// Another connection holds a lock on the database longer than the busy timeout.
+        public static let locked = Code(base: .locked)
+        /// Another saga engine already owns this log.
+        public static let inUse = Code(base: .inUse)
+        /// The disk (or the database's size limit) is full.
+        public static let diskFull = Code(base: .diskFull)
+        /// The database cannot be written.
+        public static let readOnly = Code(base: .readOnly)
+        /// The file cannot be opened (missing directory, permissions, a directory path).
+        public static let cannotOpen = Code(base: .cannotOpen)
+        /// The log was written by a newer SagaKit whose format this one does not know.
+        public static let unsupportedLogFormat = Code(base: .unsupportedLogFormat)
+        /// The store does not support the operation.
+        public static let unsupported = Code(base: .unsupported)
+        /// Any other I/O failure.
+        public static let io = Code(base: .io)
+
+        public var description: String { base.rawValue }
+    }
+
+    /// What went wrong.
+    public let code: Code
+    /// The file concerned, if any.
+    public var path: String?
+    /// A sentence naming the problem.
+    public let message: String
+
+    /// Creates a store error.
+    public init(_ code: Code, path: String? = nil, message: String) {
+        self.code = code
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String {
+        "saga store error (\(code))" + (path.map { " [\($0)]" } ?? "") + ": " + message
+    }
+}

@@ -1,0 +1,2 @@
+import SagaKit
+import GRDB
