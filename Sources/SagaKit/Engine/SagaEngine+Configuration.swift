@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Tracing
 
 extension SagaEngine {
@@ -23,6 +24,9 @@ extension SagaEngine {
         public var jitterSeed: UInt64?
         /// The tracer for saga and step spans. Default `nil`: the bootstrapped `InstrumentationSystem.tracer`.
         public var tracer: (any Tracer)?
+        /// The metrics factory. Default `nil`: the factory current when the engine is created
+        /// (a task-local one from `withMetricsFactory`, else the bootstrapped one).
+        public var metricsFactory: (any MetricsFactory)?
         /// Test hook called at every durable point; see `SagaKitTesting`. Default `nil`.
         package var faultPoint: (@Sendable (FaultPoint) throws -> Void)?
 
@@ -40,6 +44,7 @@ extension SagaEngine {
             self.logWriteRetry = logWriteRetry
             self.jitterSeed = jitterSeed
             self.tracer = nil
+            self.metricsFactory = nil
         }
     }
 }

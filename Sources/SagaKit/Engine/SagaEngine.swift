@@ -66,7 +66,7 @@ public final class SagaEngine: Service, Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
-        self.metrics = SagaMetrics()
+        self.metrics = SagaMetrics(factory: configuration.metricsFactory)
         self.limiter = AsyncLimiter(limit: configuration.maxConcurrentSagas)
         if let seed = configuration.jitterSeed {
             self.jitter = Mutex(SplitMix64(seed: seed))

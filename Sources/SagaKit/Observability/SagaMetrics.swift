@@ -1,3 +1,4 @@
+import CoreMetrics
 import Metrics
 import Synchronization
 
@@ -14,16 +15,20 @@ final class SagaMetrics: Sendable {
     private let counters = Mutex<[Key: Counter]>([:])
     private let timers = Mutex<[Key: Metrics.Timer]>([:])
     private let active: Meter
+    private let factory: any MetricsFactory
 
-    init() {
-        active = Meter(label: "sagakit_active_sagas")
+    /// Uses `factory`, or the current (task-local or bootstrapped) factory at creation.
+    init(factory: (any MetricsFactory)?) {
+        let factory = factory ?? MetricsSystem.factory
+        self.factory = factory
+        active = Meter(label: "sagakit_active_sagas", factory: factory)
     }
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
         return counters.withLock { cache in
             if let counter = cache[key] { return counter }
-            let counter = Counter(label: label, dimensions: dimensions)
+            let counter = Counter(label: label, dimensions: dimensions, factory: factory)
             cache[key] = counter
             return counter
         }
@@ -33,7 +38,7 @@ final class SagaMetrics: Sendable {
         let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
         return timers.withLock { cache in
             if let timer = cache[key] { return timer }
-            let timer = Metrics.Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds)
+            let timer = Metrics.Timer(label: label, dimensions: dimensions, factory: factory)
             cache[key] = timer
             return timer
         }
