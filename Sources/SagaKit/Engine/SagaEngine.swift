@@ -42,6 +42,8 @@ public final class SagaEngine: Service, Sendable {
         var shutdownWaiters: [UUID: CheckedContinuation<Void, Never>] = [:]
         var queued: [Job] = []
         var jobs: AsyncStream<Job>.Continuation?
+        var recoveryComplete = false
+        var recoveryWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     enum Admission { case attach(SagaRun), created(SagaRun), shuttingDown }
@@ -171,6 +173,11 @@ public final class SagaEngine: Service, Sendable {
                 guard summary.name == definition.name else {
                     throw SagaError(.sagaIDConflict, sagaID: id, message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(definition.name)'")
                 }
+                // The saga exists and may be waiting for recovery: make sure it runs.
+                if summary.status.isActive {
+                    await waitForRecovery()
+                    if activeRun(id) == nil { try? await resume(sagaID: id) }
+                }
             }
             return handle
         }
@@ -225,6 +232,7 @@ public final class SagaEngine: Service, Sendable {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
         if summary.status.isActive {
+            await waitForRecovery()
             if let run = activeRun(sagaID) { return try await run.settlement() }
             if let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
                 throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
@@ -287,6 +295,7 @@ public final class SagaEngine: Service, Sendable {
             return runtime.queued
         }
         defer {
+            finishRecovery()
             let abandoned = runtime.withLock { runtime -> [SagaRun] in
                 runtime.isRunning = false
                 runtime.isShuttingDown = true
@@ -301,6 +310,7 @@ public final class SagaEngine: Service, Sendable {
 
         try await withGracefulShutdownHandler {
             try await self.recover()
+            self.finishRecovery()
             await withDiscardingTaskGroup { group in
                 for await job in stream {
                     guard await self.limiter.acquire() else { break }
@@ -315,6 +325,28 @@ public final class SagaEngine: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.beginShutdown()
+        }
+    }
+
+    func finishRecovery() {
+        let waiters = runtime.withLock { runtime -> [CheckedContinuation<Void, Never>] in
+            runtime.recoveryComplete = true
+            defer { runtime.recoveryWaiters = [] }
+            return runtime.recoveryWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Suspends until the engine has loaded the log (``run()`` has recovered, or has ended), so a
+    /// saga about to be resumed is found in the registry.
+    func waitForRecovery() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = runtime.withLock { runtime -> Bool in
+                if runtime.recoveryComplete { return true }
+                runtime.recoveryWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
         }
     }
 

@@ -210,6 +210,8 @@ final class SagaRun: Sendable {
             } catch is SimulatedCrash {
                 throw RunStop(kind: .crashed)
             } catch let error as SagaStoreError where error.code == .sagaAlreadyExists && append.creation != nil {
+                // Leave the registry first, so the caller can attach to (or resume) the existing saga.
+                engine.runEnded(self)
                 resolveAcceptance(.failure(error))
                 throw RunStop(kind: .alreadyExists)
             } catch {
