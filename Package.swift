@@ -54,10 +54,21 @@ let package = Package(
             dependencies: ["SagaKit"],
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "saga-quickstart",
+            dependencies: [
+                "SagaKit",
+                "SagaKitSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/QuickStart",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SagaKitTests",
             dependencies: [
                 "SagaKit",
+                "SagaKitSQLite",
                 "SagaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
@@ -77,6 +88,7 @@ let package = Package(
                 "SagaKitSQLite",
                 "SagaKitTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

@@ -58,7 +58,7 @@ struct RecoveryTests {
         }
         #expect(plan.crashed, cut)
         if early != nil { #expect(write == plan.writes && moment == .afterWrite, cut) }
-        stores.close()
+        try await stores.close()
 
         // Second engine on the same log: recovers, and the caller attaches with the same id.
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
@@ -92,8 +92,9 @@ struct RecoveryTests {
             }
         }
         // Nothing ran after the saga finished: the log ends with its final record.
+        try await stores.close()
         let history = try await stores.open().records(of: "order")
-        stores.close()
+        try await stores.close()
         #expect(history.last?.kind == (scenario == .completes ? .sagaCompleted : .sagaCompensated), cut)
         #expect(history.filter { $0.kind == .sagaStarted }.count == 1, cut)
     }
@@ -114,7 +115,7 @@ struct RecoveryTests {
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(saga, id: "u", input: Order(id: 2)) }
         }
-        stores.close()
+        try await stores.close()
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(second) { engine in
             try engine.register(saga)
@@ -138,9 +139,9 @@ struct RecoveryTests {
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(v1, id: "v", input: Order(id: 3)) }
         }
-        stores.close()
+        try await stores.close()
         let before = try await stores.open().records(of: "v")
-        stores.close()
+        try await stores.close()
 
         let v2 = SagaDefinition<Order, NoOutput>("order") {
             compensatable("reserve", participant)
@@ -177,7 +178,7 @@ struct RecoveryTests {
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(threeStepSaga(participant), id: "lost", input: Order(id: 4)) }
         }
-        stores.close()
+        try await stores.close()
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(second) { engine in
             let error = await #expect(throws: SagaError.self) { try await engine.handle(for: "lost", output: Receipt.self).outcome() }
@@ -196,7 +197,7 @@ struct RecoveryTests {
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(threeStepSaga(participant), id: "p", input: Order(id: 5)) }
         }
-        stores.close()
+        try await stores.close()
 
         // Same structure, but the input type changed incompatibly.
         struct NewOrder: Codable, Sendable { var sku: String }
@@ -216,8 +217,9 @@ struct RecoveryTests {
             return
         }
         #expect(failure.cause.message.contains("no longer decodes as NewOrder"))
+        try await stores.close()
         let history = try await stores.open().records(of: "p")
-        stores.close()
+        try await stores.close()
         #expect(history.filter { $0.kind == .stepSucceeded }.count == 1, "no committed record was lost")
     }
 }

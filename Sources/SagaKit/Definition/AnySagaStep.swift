@@ -104,7 +104,7 @@ package struct StepOutputs: Sendable {
 
     package init(_ values: [String: Data] = [:]) { self.values = values }
 
-    func decode<Output: Decodable>(_ step: String, as type: Output.Type, sagaID: String) throws -> Output {
+    package func decode<Output: Decodable>(_ step: String, as type: Output.Type, sagaID: String) throws -> Output {
         guard let data = values[step] else {
             throw SagaError(
                 .outputUnavailable,

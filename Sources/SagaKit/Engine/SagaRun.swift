@@ -598,15 +598,18 @@ final class SagaRun: Sendable {
     /// Runs a local step's work and its outcome record in one store transaction.
     private func runLocal(_ body: any Sendable, name: String, attempt: Int, key: String, input: any Sendable, loggedOutput: Data?) async throws -> Data {
         let compensating = loggedOutput != nil || state.withLock { $0.machine.phase == .compensating }
-        let work = LocalStepWork(body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input)
+        let outputs = state.withLock { $0.machine.outputs }
+        let work = LocalStepWork(body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input, attempt: attempt, outputs: outputs)
         let applied = Mutex(false)
         do {
             let output = try await engine.store.appendAfterLocalWork(work) { output in
                 let kind: SagaLogRecord.Kind = compensating ? .compensationSucceeded : .stepSucceeded
                 let draft = Draft(kind: kind, step: name, attempt: attempt, payload: compensating ? nil : output)
-                let prepared = try? self.prepare([draft], deferring: false) { _ in true }
+                guard case .some(.some(let append)) = try self.prepare([draft], deferring: false, condition: { _ in true }) else {
+                    throw SagaError(.corruptLog, sagaID: self.id, step: name, message: "no outcome record could be prepared for local step '\(name)'")
+                }
                 applied.withLock { $0 = true }
-                return (prepared ?? nil) ?? SagaLogAppend(sagaID: self.id, records: [], status: .running)
+                return append
             }
             markDurable()
             return output

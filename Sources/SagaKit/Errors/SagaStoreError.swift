@@ -6,7 +6,7 @@ public struct SagaStoreError: Error, Hashable, Sendable, CustomStringConvertible
     /// The bounded kind of error; usable as a metric label.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
-            case sagaAlreadyExists, duplicateRecord, notADatabase, corrupt, locked, inUse, diskFull
+            case sagaAlreadyExists, unknownSaga, duplicateRecord, notADatabase, corrupt, locked, inUse, diskFull
             case readOnly, cannotOpen, unsupportedLogFormat, unsupported, io
         }
 
@@ -14,6 +14,8 @@ public struct SagaStoreError: Error, Hashable, Sendable, CustomStringConvertible
 
         /// A saga with that id already exists.
         public static let sagaAlreadyExists = Code(base: .sagaAlreadyExists)
+        /// An append without a creation names a saga the store does not hold.
+        public static let unknownSaga = Code(base: .unknownSaga)
         /// A record with that saga id and sequence already exists (two writers on one saga).
         public static let duplicateRecord = Code(base: .duplicateRecord)
         /// The file is not a database.

@@ -45,7 +45,7 @@ public final class InMemorySagaStore: SagaStore {
                 state.order.append(append.sagaID)
             }
             guard var saga = state.sagas[append.sagaID] else {
-                throw SagaStoreError(.io, message: "saga '\(append.sagaID)' does not exist; its first append must create it")
+                throw SagaStoreError(.unknownSaga, message: "saga '\(append.sagaID)' does not exist; its first append must create it")
             }
             let existing = Set(saga.records.map(\.sequence))
             var incoming = Set<Int>()

@@ -32,17 +32,19 @@ public protocol SagaStore: Sendable {
 
     /// Runs a local step's work and the append built from its result in one transaction.
     ///
-    /// Stores that cannot do this throw ``SagaStoreError/Code/unsupported``.
+    /// `makeAppend` receives the work's output and returns the records to commit with it; if it
+    /// throws, the work must be rolled back and the error rethrown. Stores that cannot run local
+    /// work throw ``SagaStoreError/Code/unsupported``.
     func appendAfterLocalWork(
         _ work: LocalStepWork,
-        _ makeAppend: @Sendable (Data) -> SagaLogAppend
+        _ makeAppend: @escaping @Sendable (Data) throws -> SagaLogAppend
     ) async throws -> Data
 }
 
 extension SagaStore {
     public func appendAfterLocalWork(
         _ work: LocalStepWork,
-        _ makeAppend: @Sendable (Data) -> SagaLogAppend
+        _ makeAppend: @escaping @Sendable (Data) throws -> SagaLogAppend
     ) async throws -> Data {
         throw SagaStoreError(.unsupported, message: "\(Self.self) cannot run local steps in its own transaction")
     }
@@ -60,8 +62,14 @@ public struct LocalStepWork: Sendable {
     public let loggedOutput: Data?
     /// The saga's decoded input.
     public let input: any Sendable
+    /// The attempt, from 1.
+    public let attempt: Int
+    /// Earlier steps' logged outputs.
+    package let outputs: StepOutputs
 
-    package init(body: any Sendable, sagaID: String, stepName: String, idempotencyKey: String, loggedOutput: Data?, input: any Sendable) {
+    package init(body: any Sendable, sagaID: String, stepName: String, idempotencyKey: String, loggedOutput: Data?, input: any Sendable, attempt: Int, outputs: StepOutputs) {
+        self.attempt = attempt
+        self.outputs = outputs
         self.body = body
         self.sagaID = sagaID
         self.stepName = stepName

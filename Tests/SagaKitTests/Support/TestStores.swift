@@ -1,10 +1,12 @@
 import Foundation
 import SagaKit
+import SagaKitSQLite
 import Synchronization
 
-/// The stores a suite runs over.
+/// The stores a suite runs over: the same tests, in memory and on a real SQLite file.
 enum TestStoreKind: String, CaseIterable, CustomStringConvertible, Sendable {
     case memory
+    case sqlite
     var description: String { rawValue }
 }
 
@@ -13,6 +15,7 @@ final class TestStores: Sendable {
     let kind: TestStoreKind
     let memory = InMemorySagaStore()
     let directory: URL
+    private let open = Mutex<[SQLiteSagaStore]>([])
 
     init(_ kind: TestStoreKind) throws {
         self.kind = kind
@@ -24,12 +27,23 @@ final class TestStores: Sendable {
 
     var path: String { directory.appendingPathComponent("sagas.sqlite").path }
 
-    func open() throws -> any SagaStore {
+    func open(configuration: SQLiteSagaStore.Configuration = SQLiteSagaStore.Configuration()) throws -> any SagaStore {
         switch kind {
-        case .memory: memory
+        case .memory:
+            return memory
+        case .sqlite:
+            let store = try SQLiteSagaStore(path: path, configuration: configuration)
+            open.withLock { $0.append(store) }
+            return store
         }
     }
 
-    /// Lets go of the open store so the next `open()` can own the file.
-    func close() {}
+    /// Closes the open SQLite stores so the next `open()` can own the file, as a new process would.
+    func close() async throws {
+        let stores = open.withLock { stores in
+            defer { stores = [] }
+            return stores
+        }
+        for store in stores { try await store.close() }
+    }
 }

@@ -1,2 +1,0 @@
-import SagaKit
-import GRDB

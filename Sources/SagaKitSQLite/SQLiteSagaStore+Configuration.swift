@@ -1,0 +1,74 @@
+extension SQLiteSagaStore {
+    /// Settings of a ``SQLiteSagaStore``, fixed when it opens its file.
+    ///
+    /// The defaults favour durability: every commit is synced to disk before ``SQLiteSagaStore/append(_:)``
+    /// returns.
+    ///
+    /// ```swift
+    /// var configuration = SQLiteSagaStore.Configuration()
+    /// configuration.busyTimeout = .seconds(2)
+    /// let store = try SQLiteSagaStore(path: "/var/lib/shop/sagas.sqlite", configuration: configuration)
+    /// ```
+    public struct Configuration: Sendable {
+        /// How hard SQLite works to make a commit survive a power loss (`PRAGMA synchronous`).
+        ///
+        /// ```swift
+        /// configuration.synchronous = .normal
+        /// ```
+        ///
+        /// - Important: Only ``full`` keeps the write-ahead promise across a power loss or kernel crash.
+        ///   With ``normal`` a commit survives a crash of the process but the last commits before a
+        ///   power loss may vanish, so steps the engine believed logged could run again.
+        public struct Synchronous: Hashable, Sendable, CustomStringConvertible {
+            private enum Base: String, Hashable, Sendable {
+                case full = "FULL"
+                case normal = "NORMAL"
+            }
+
+            private let base: Base
+
+            private init(_ base: Base) { self.base = base }
+
+            /// Sync the write-ahead log on every commit: durable across power loss. The default.
+            public static let full = Synchronous(.full)
+            /// Sync only at checkpoints: faster, durable across process crashes but not power loss.
+            public static let normal = Synchronous(.normal)
+
+            /// The value given to `PRAGMA synchronous`.
+            public var description: String { base.rawValue }
+        }
+
+        /// How commits are synced to disk. Default ``Synchronous/full``.
+        public var synchronous: Synchronous = .full
+
+        /// How long a write waits for a lock held by another connection before failing with
+        /// `SagaStoreError.Code.locked`. Default 5 seconds.
+        public var busyTimeout: Duration = .seconds(5)
+
+        /// The largest the database file may grow, in pages (`PRAGMA max_page_count`); `nil` leaves
+        /// SQLite's limit. Default `nil`.
+        ///
+        /// A write that would grow the file past it fails with `SagaStoreError.Code.diskFull`, exactly as
+        /// a full disk would, which makes it useful both to cap the log's size and to test disk-full
+        /// handling. The page size is SQLite's default, 4096 bytes.
+        public var maxPageCount: Int?
+
+        /// How many read-only connections serve concurrent reads (recovery, listings). Default 4.
+        public var readerCount: Int = 4
+
+        /// Creates a configuration with the defaults.
+        ///
+        /// ```swift
+        /// let configuration = SQLiteSagaStore.Configuration()
+        /// ```
+        public init() {}
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, for APIs that take a `TimeInterval`.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

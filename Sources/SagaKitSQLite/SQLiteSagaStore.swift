@@ -1,0 +1,302 @@
+import Foundation
+import GRDB
+public import Logging
+public import SagaKit
+import Synchronization
+
+/// The embedded, durable saga store: one SQLite file in WAL mode, written with group commit.
+///
+/// Appends from many sagas that arrive while a commit is in flight are written together in the next
+/// transaction, so throughput grows with concurrency while every ``append(_:)`` still returns only
+/// after the commit holding its records (synced to disk, with the default ``Configuration``).
+/// Local steps (`SagaStep.local(_:kind:options:action:compensation:)`) write the
+/// application's own tables in the same transaction as their log record.
+///
+/// The file holds the tables `sagakit_sagas`, `sagakit_events` and `sagakit_meta`, created by GRDB
+/// migrations whose identifiers start with `sagakit.`; it may also hold the application's tables.
+///
+/// ```swift
+/// let store = try SQLiteSagaStore(path: "/var/lib/shop/sagas.sqlite", logger: logger)
+/// let engine = SagaEngine(store: store, logger: logger)
+/// ```
+///
+/// - Important: A store owns its log exclusively. It holds an advisory `flock` on the sidecar file
+///   `<path>-sagakit.lock` from opening until ``close()`` (or deinitialization); a second store on the
+///   same path, in this or another process, fails with `SagaStoreError.Code.inUse`, because two
+///   engines on one log would both recover, and run, the same sagas. The lock is advisory: a process
+///   that writes the file without SagaKit is not stopped. Keep the file, its `-wal` and `-shm`
+///   companions together on a local file system (`flock` and WAL are unreliable over network mounts).
+public final class SQLiteSagaStore: SagaStore {
+    /// The log format this code writes and the newest it reads, recorded as `log_format_version` in
+    /// `sagakit_meta`.
+    ///
+    /// Opening a file whose recorded version is higher fails with
+    /// `SagaStoreError.Code.unsupportedLogFormat` and leaves the file untouched.
+    ///
+    /// ```swift
+    /// print(SQLiteSagaStore.logFormatVersion) // 1
+    /// ```
+    public static let logFormatVersion = 1
+
+    /// The database file's path.
+    public let path: String
+    /// The settings the store was opened with.
+    public let configuration: Configuration
+
+    let pool: DatabasePool
+    let logger: Logger
+    let writer = Mutex(WriterState())
+    let committedBatches = Atomic<Int>(0)
+    private let ownership: Mutex<OwnershipLock?>
+
+    /// Opens the saga log at `path`, creating it (and its tables) if needed.
+    ///
+    /// Opening never modifies a file that turns out not to be a saga log this code can use: a file
+    /// that is not SQLite, has a newer log format, or is damaged where opening reads it is refused
+    /// before any connection that could write touches it (damage elsewhere surfaces as
+    /// `SagaStoreError.Code.corrupt` when it is read). It never recreates or truncates a file. An
+    /// existing SQLite database of the application is fine: the store adds its tables.
+    ///
+    /// ```swift
+    /// var configuration = SQLiteSagaStore.Configuration()
+    /// configuration.busyTimeout = .seconds(2)
+    /// let store = try SQLiteSagaStore(path: "sagas.sqlite", configuration: configuration, logger: logger)
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - path: The database file. Its directory must exist.
+    ///   - configuration: Durability, timeouts and limits.
+    ///   - logger: Where the store logs opening, closing and failed group commits; `nil` logs nothing.
+    /// - Throws: `SagaStoreError`: `cannotOpen` (a directory, a missing directory,
+    ///   permissions), `notADatabase`, `corrupt`, `unsupportedLogFormat`, `inUse` (another store owns the
+    ///   log), `locked`, `readOnly`, `diskFull` or `io`.
+    public init(path: String, configuration: Configuration = .init(), logger: Logger? = nil) throws {
+        self.path = path
+        self.configuration = configuration
+        self.logger = logger ?? Logger(label: "SagaKitSQLite", factory: { _ in SwiftLogNoOpLogHandler() })
+
+        try Self.inspect(path: path, configuration: configuration)
+        let lock = try OwnershipLock(logPath: path)
+
+        var options = GRDB.Configuration()
+        options.label = "SagaKit.SQLiteSagaStore"
+        options.journalMode = .wal
+        options.busyMode = .timeout(configuration.busyTimeout.seconds)
+        options.maximumReaderCount = max(1, configuration.readerCount)
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: options)
+            let migrate = try pool.writeWithoutTransaction { db in
+                // After the pool's WAL setup, which sets synchronous = NORMAL.
+                try db.execute(sql: "PRAGMA synchronous = \(configuration.synchronous)")
+                if let maxPageCount = configuration.maxPageCount {
+                    try db.execute(sql: "PRAGMA max_page_count = \(maxPageCount)")
+                }
+                return try Self.needsMigration(db, path: path)
+            }
+            if migrate {
+                try Self.migrator.migrate(pool)
+            }
+        } catch {
+            throw SagaStoreError.mapping(
+                error, path: path, busyTimeout: configuration.busyTimeout, doing: "opening the saga log")
+        }
+        self.pool = pool
+        self.ownership = Mutex(lock)
+        self.logger.debug(
+            "saga log opened",
+            metadata: [
+                "path": "\(path)", "synchronous": "\(configuration.synchronous)",
+                "log_format_version": "\(Self.logFormatVersion)",
+            ]
+        )
+    }
+
+    // No deinit: the pool closes its connections when it goes away, even on its own writer queue
+    // (where the last reference may drop, after a group commit), and the ownership lock goes with the
+    // store. Calling `pool.close()` here could deadlock on that queue.
+
+    /// Waits for the appends already accepted, closes the database and releases the log's ownership.
+    ///
+    /// Later calls on the store throw `SagaStoreError.Code.io`; calling `close()` again does
+    /// nothing. Deinitializing the store closes it too, but only `close()` tells you when another store
+    /// may open the path.
+    ///
+    /// ```swift
+    /// try await store.close()
+    /// let reopened = try SQLiteSagaStore(path: store.path)
+    /// ```
+    public func close() async throws {
+        let wasOpen = writer.withLock { state in
+            defer { state.isClosed = true }
+            return !state.isClosed
+        }
+        guard wasOpen else { return }
+        // The writer queue is serial: this runs after any group commit in flight.
+        try? await pool.writeWithoutTransaction { _ in }
+        do {
+            try pool.close()
+        } catch {
+            throw SagaStoreError.mapping(
+                error, path: path, busyTimeout: configuration.busyTimeout, doing: "closing the saga log")
+        }
+        ownership.withLock { $0 = nil }
+        logger.debug("saga log closed", metadata: ["path": "\(path)"])
+    }
+
+    /// How many transactions the group-commit writer has committed; fewer than appends when it batched.
+    package var committedTransactionCount: Int { committedBatches.load(ordering: .relaxed) }
+
+    /// How many writes wait for the next group commit (not counting the one in flight).
+    package var queuedWriteCount: Int { writer.withLock { $0.queue.count } }
+
+    // MARK: Reading
+
+    /// The summary of one saga, or `nil` if the id is unknown.
+    ///
+    /// ```swift
+    /// let summary = try await store.summary(of: "order-42")
+    /// ```
+    public func summary(of sagaID: String) async throws -> SagaSummary? {
+        try await read("reading saga '\(sagaID)'") { db in
+            let statement = try db.cachedStatement(sql: "SELECT \(LogRow.sagaColumns) FROM sagakit_sagas WHERE id = ?")
+            statement.setUncheckedArguments([sagaID])
+            guard let row = try Row.fetchOne(statement) else { return nil }
+            return try LogRow.summary(row, JSONDecoder())
+        }
+    }
+
+    /// One saga's records, ordered by sequence; empty if the id is unknown.
+    ///
+    /// ```swift
+    /// for record in try await store.records(of: "order-42") { print(record.sequence, record.kind) }
+    /// ```
+    public func records(of sagaID: String) async throws -> [SagaLogRecord] {
+        try await read("reading the records of saga '\(sagaID)'") { db in
+            let statement = try db.cachedStatement(
+                sql: "SELECT \(LogRow.eventColumns) FROM sagakit_events WHERE saga_id = ? ORDER BY seq"
+            )
+            statement.setUncheckedArguments([sagaID])
+            let decoder = JSONDecoder()
+            var records: [SagaLogRecord] = []
+            let rows = try Row.fetchCursor(statement)
+            while let row = try rows.next() {
+                records.append(try LogRow.record(row, decoder))
+            }
+            return records
+        }
+    }
+
+    /// Sagas matching a query, oldest first (sagas started at the same instant in the order they were
+    /// created).
+    ///
+    /// ```swift
+    /// let stuck = try await store.sagas(matching: SagaQuery(status: [.needsAttention], limit: 50))
+    /// ```
+    public func sagas(matching query: SagaQuery) async throws -> [SagaSummary] {
+        guard query.limit > 0 else { return [] }
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        if !query.status.isEmpty {
+            let statuses = query.status.map(\.rawValue).sorted()
+            conditions.append("status IN (\(Array(repeating: "?", count: statuses.count).joined(separator: ", ")))")
+            arguments += StatementArguments(statuses)
+        }
+        if let name = query.name {
+            conditions.append("name = ?")
+            arguments += [name]
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments += [query.limit, max(0, query.offset)]
+        let sql =
+            "SELECT \(LogRow.sagaColumns) FROM sagakit_sagas \(filter) ORDER BY created_at, rowid LIMIT ? OFFSET ?"
+        return try await read("listing sagas") { [arguments] db in
+            let statement = try db.cachedStatement(sql: sql)
+            statement.setUncheckedArguments(arguments)
+            let decoder = JSONDecoder()
+            var summaries: [SagaSummary] = []
+            let rows = try Row.fetchCursor(statement)
+            while let row = try rows.next() {
+                summaries.append(try LogRow.summary(row, decoder))
+            }
+            return summaries
+        }
+    }
+
+    /// The records of every running or compensating saga, oldest saga first, each ordered by sequence:
+    /// what recovery resumes.
+    ///
+    /// Two queries in one read transaction (the saga rows, then all their records ordered by saga and
+    /// sequence) give a consistent snapshot however many sagas are active.
+    ///
+    /// ```swift
+    /// let unfinished = try await store.activeSagaRecords()
+    /// ```
+    public func activeSagaRecords() async throws -> [SagaLogRecords] {
+        try await read("loading active sagas") { db in
+            let decoder = JSONDecoder()
+            let active = "('\(SagaStatus.running.rawValue)', '\(SagaStatus.compensating.rawValue)')"
+            var summaries: [SagaSummary] = []
+            let sagaRows = try Row.fetchCursor(
+                db.cachedStatement(
+                    sql:
+                        "SELECT \(LogRow.sagaColumns) FROM sagakit_sagas WHERE status IN \(active) ORDER BY created_at, rowid"
+                )
+            )
+            while let row = try sagaRows.next() {
+                summaries.append(try LogRow.summary(row, decoder))
+            }
+            guard !summaries.isEmpty else { return [] }
+
+            var recordsBySaga: [String: [SagaLogRecord]] = [:]
+            recordsBySaga.reserveCapacity(summaries.count)
+            var currentID: String?
+            var current: [SagaLogRecord] = []
+            let eventRows = try Row.fetchCursor(
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(LogRow.qualifiedEventColumns)
+                        FROM sagakit_events e JOIN sagakit_sagas s ON s.id = e.saga_id
+                        WHERE s.status IN \(active)
+                        ORDER BY e.saga_id, e.seq
+                        """
+                )
+            )
+            while let row = try eventRows.next() {
+                let record = try LogRow.record(row, decoder)
+                if record.sagaID != currentID {
+                    if let currentID { recordsBySaga[currentID] = current }
+                    currentID = record.sagaID
+                    current = []
+                }
+                current.append(record)
+            }
+            if let currentID { recordsBySaga[currentID] = current }
+            return summaries.map { SagaLogRecords(summary: $0, records: recordsBySaga[$0.id] ?? []) }
+        }
+    }
+
+    /// Runs a read on a reader connection, translating failures.
+    private func read<T: Sendable>(_ action: String, _ body: @escaping @Sendable (Database) throws -> T) async throws
+        -> T
+    {
+        try checkOpen()
+        do {
+            return try await pool.read(body)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw SagaStoreError.mapping(error, path: path, busyTimeout: configuration.busyTimeout, doing: action)
+        }
+    }
+
+    func checkOpen() throws {
+        if writer.withLock({ $0.isClosed }) {
+            throw closedError()
+        }
+    }
+
+    func closedError() -> SagaStoreError {
+        SagaStoreError(.io, path: path, message: "the saga store for '\(path)' is closed")
+    }
+}
