@@ -70,7 +70,8 @@ let placeOrder = SagaDefinition<PlaceOrder, OrderID>("place-order", returning: c
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("saga-quickstart-\(UUID().uuidString)")
 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 let logger = Logger(label: "quickstart")
-let engine = SagaEngine(store: try SQLiteSagaStore(path: directory.appendingPathComponent("sagas.sqlite").path), logger: logger)
+let engine = SagaEngine(
+    store: try SQLiteSagaStore(path: directory.appendingPathComponent("sagas.sqlite").path), logger: logger)
 try engine.register(placeOrder)
 
 try await withThrowingTaskGroup(of: Void.self) { group in

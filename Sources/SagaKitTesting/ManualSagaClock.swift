@@ -53,7 +53,8 @@ public final class ManualSagaClock: SagaClock {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (immediate, waiters) = state.withLock { state -> (Result<Void, any Error>?, [CheckedContinuation<Void, Never>]) in
+                let (immediate, waiters) = state.withLock {
+                    state -> (Result<Void, any Error>?, [CheckedContinuation<Void, Never>]) in
                     if Task.isCancelled { return (.failure(CancellationError()), []) }
                     if duration <= .zero { return (.success(()), []) }
                     state.sleepers.append(Sleeper(id: id, wake: state.elapsed + duration, continuation: continuation))

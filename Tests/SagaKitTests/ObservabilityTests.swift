@@ -48,10 +48,12 @@ struct ObservabilityTests {
         let clock = ManualSagaClock()
         configuration.clock = clock
         participant.script("charge", [.fail])
-        let options = StepOptions(retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)))
+        let options = StepOptions(
+            retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)))
         let engine = SagaEngine(store: store, configuration: configuration, logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            let handle = try await engine.start(threeStepSaga(participant, options: options), id: "m-1", input: Order(id: 2))
+            let handle = try await engine.start(
+                threeStepSaga(participant, options: options), id: "m-1", input: Order(id: 2))
             await clock.waitForSleepers(count: 1)
             clock.advance(by: .seconds(1))
             _ = try await handle.outcome()
@@ -59,15 +61,27 @@ struct ObservabilityTests {
             _ = try await engine.run(threeStepSaga(participant, options: options), id: "m-2", input: Order(id: 3))
         }
         #expect(metrics.counterTotal(label: "sagakit_sagas_started_total", dimensions: [("saga", "three")]) == 2)
-        #expect(metrics.counterTotal(label: "sagakit_sagas_finished_total", dimensions: [("saga", "three"), ("outcome", "completed")]) == 1)
-        #expect(metrics.counterTotal(label: "sagakit_sagas_finished_total", dimensions: [("saga", "three"), ("outcome", "compensated")]) == 1)
-        #expect(metrics.counterTotal(label: "sagakit_step_retries_total", dimensions: [("saga", "three"), ("step", "charge")]) == 1)
-        let chargeTimers = metrics.timers(label: "sagakit_step_duration_seconds", dimensions: [("saga", "three"), ("step", "charge"), ("outcome", "succeeded")])
+        #expect(
+            metrics.counterTotal(
+                label: "sagakit_sagas_finished_total", dimensions: [("saga", "three"), ("outcome", "completed")]) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: "sagakit_sagas_finished_total", dimensions: [("saga", "three"), ("outcome", "compensated")]) == 1
+        )
+        #expect(
+            metrics.counterTotal(
+                label: "sagakit_step_retries_total", dimensions: [("saga", "three"), ("step", "charge")]) == 1)
+        let chargeTimers = metrics.timers(
+            label: "sagakit_step_duration_seconds",
+            dimensions: [("saga", "three"), ("step", "charge"), ("outcome", "succeeded")])
         #expect(chargeTimers.first?.values.count == 2)
-        let undo = metrics.timers(label: "sagakit_compensation_duration_seconds", dimensions: [("saga", "three"), ("step", "reserve"), ("outcome", "succeeded")])
+        let undo = metrics.timers(
+            label: "sagakit_compensation_duration_seconds",
+            dimensions: [("saga", "three"), ("step", "reserve"), ("outcome", "succeeded")])
         #expect(undo.first?.values.count == 1)
         // No label ever carries a saga id.
-        let labels = metrics.counters.flatMap { $0.dimensions.map(\.1) } + metrics.timers.flatMap { $0.dimensions.map(\.1) }
+        let labels =
+            metrics.counters.flatMap { $0.dimensions.map(\.1) } + metrics.timers.flatMap { $0.dimensions.map(\.1) }
         #expect(!labels.contains { $0.hasPrefix("m-") })
     }
 

@@ -21,7 +21,8 @@ struct RecoveryTests {
         let participant = Participant()
         if scenario == .compensates { participant.script("ship", [], then: .failForGood) }
         let plan = CrashPlan(write: .max)
-        let engine = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let engine = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         _ = try await withRunningSagaEngine(engine) { engine in
             try await engine.run(threeStepSaga(participant), id: "count", input: Order(id: 0))
         }
@@ -52,7 +53,8 @@ struct RecoveryTests {
         // First engine: dies at the cut. Its caller may still read an outcome when the cut falls after
         // the saga's final write (the log already says how it ended); otherwise it gets an error.
         let plan = CrashPlan(write: write, moment: moment)
-        let first = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let first = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         let early = try? await withRunningSagaEngine(first) { engine in
             try await engine.run(saga, id: "order", input: Order(id: 1))
         }
@@ -88,7 +90,9 @@ struct RecoveryTests {
             #expect(lastCharge < lastReserve, cut)
             // No compensation ran before its step started.
             for undo in ["charge", "reserve"] {
-                #expect(participant.operations.firstIndex(of: undo)! < participant.operations.firstIndex(of: "undo-\(undo)")!, cut)
+                #expect(
+                    participant.operations.firstIndex(of: undo)! < participant.operations.firstIndex(
+                        of: "undo-\(undo)")!, cut)
             }
         }
         // Nothing ran after the saga finished: the log ends with its final record.
@@ -111,7 +115,8 @@ struct RecoveryTests {
         }
         // Write 2 holds reserve's outcome and charge's intent; die right after it.
         let plan = CrashPlan(write: 2, moment: .afterWrite)
-        let first = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let first = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(saga, id: "u", input: Order(id: 2)) }
         }
@@ -135,7 +140,8 @@ struct RecoveryTests {
         let participant = Participant()
         let v1 = threeStepSaga(participant, name: "order")
         let plan = CrashPlan(write: 2, moment: .afterWrite)
-        let first = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let first = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.run(v1, id: "v", input: Order(id: 3)) }
         }
@@ -152,7 +158,9 @@ struct RecoveryTests {
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try second.register(v2)
         try await withRunningSagaEngine(second) { engine in
-            let error = await #expect(throws: SagaError.self) { try await engine.handle(for: "v", output: Receipt.self).outcome() }
+            let error = await #expect(throws: SagaError.self) {
+                try await engine.handle(for: "v", output: Receipt.self).outcome()
+            }
             #expect(error?.code == .definitionMismatch)
             #expect(error?.message.contains(v1.fingerprint) == true)
             #expect(engine.strandedSagas.map(\.id) == ["v"])
@@ -174,14 +182,19 @@ struct RecoveryTests {
         let stores = try TestStores(kind)
         let participant = Participant()
         let plan = CrashPlan(write: 1, moment: .afterWrite)
-        let first = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let first = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
-            try await withRunningSagaEngine(first) { try await $0.run(threeStepSaga(participant), id: "lost", input: Order(id: 4)) }
+            try await withRunningSagaEngine(first) {
+                try await $0.run(threeStepSaga(participant), id: "lost", input: Order(id: 4))
+            }
         }
         try await stores.close()
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(second) { engine in
-            let error = await #expect(throws: SagaError.self) { try await engine.handle(for: "lost", output: Receipt.self).outcome() }
+            let error = await #expect(throws: SagaError.self) {
+                try await engine.handle(for: "lost", output: Receipt.self).outcome()
+            }
             #expect(error?.code == .definitionNotRegistered)
             #expect(error?.message.contains("'three' is not registered") == true)
         }
@@ -193,17 +206,26 @@ struct RecoveryTests {
         let stores = try TestStores(kind)
         let participant = Participant()
         let plan = CrashPlan(write: 2, moment: .afterWrite)
-        let first = SagaEngine(store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        let first = SagaEngine(
+            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
-            try await withRunningSagaEngine(first) { try await $0.run(threeStepSaga(participant), id: "p", input: Order(id: 5)) }
+            try await withRunningSagaEngine(first) {
+                try await $0.run(threeStepSaga(participant), id: "p", input: Order(id: 5))
+            }
         }
         try await stores.close()
 
         // Same structure, but the input type changed incompatibly.
         struct NewOrder: Codable, Sendable { var sku: String }
         let changed = SagaDefinition<NewOrder, NoOutput>("three") {
-            SagaStep<NewOrder, Receipt>.compensatable("reserve") { _ in Receipt(step: "", order: 0) } compensation: { _, _ in }
-            SagaStep<NewOrder, Receipt>.compensatable("charge") { _ in Receipt(step: "", order: 0) } compensation: { _, _ in }
+            SagaStep<NewOrder, Receipt>.compensatable("reserve") { _ in
+                Receipt(step: "", order: 0)
+            } compensation: { _, _ in
+            }
+            SagaStep<NewOrder, Receipt>.compensatable("charge") { _ in
+                Receipt(step: "", order: 0)
+            } compensation: { _, _ in
+            }
             SagaStep<NewOrder, Receipt>.pivot("ship") { _ in Receipt(step: "", order: 0) }
         }
         #expect(changed.fingerprint == threeStepSaga(participant).fingerprint)

@@ -29,20 +29,40 @@ struct SagaDefinitionTests {
     }
 
     @Test func rejectsDuplicateStepNames() {
-        #expect(code(SagaDefinition("dup") { compensatable("a", participant); compensatable("a", participant) }) == .duplicateStepName)
+        #expect(
+            code(
+                SagaDefinition("dup") {
+                    compensatable("a", participant); compensatable("a", participant)
+                }) == .duplicateStepName)
     }
 
     @Test func rejectsCompensatableAfterPivot() {
-        #expect(code(SagaDefinition("late") { pivot("p", participant); compensatable("a", participant) }) == .compensatableAfterPivot)
+        #expect(
+            code(
+                SagaDefinition("late") {
+                    pivot("p", participant); compensatable("a", participant)
+                }) == .compensatableAfterPivot)
     }
 
     @Test func rejectsTwoPivots() {
-        #expect(code(SagaDefinition("two") { pivot("p", participant); pivot("q", participant) }) == .multiplePivots)
+        #expect(
+            code(
+                SagaDefinition("two") {
+                    pivot("p", participant); pivot("q", participant)
+                }) == .multiplePivots)
     }
 
     @Test func rejectsRetriableBeforePivot() {
-        #expect(code(SagaDefinition("early") { retriable("r", participant); pivot("p", participant) }) == .retriableBeforePivot)
-        #expect(code(SagaDefinition("early2") { retriable("r", participant); compensatable("a", participant) }) == .retriableBeforePivot)
+        #expect(
+            code(
+                SagaDefinition("early") {
+                    retriable("r", participant); pivot("p", participant)
+                }) == .retriableBeforePivot)
+        #expect(
+            code(
+                SagaDefinition("early2") {
+                    retriable("r", participant); compensatable("a", participant)
+                }) == .retriableBeforePivot)
     }
 
     @Test func rejectsPivotInParallelGroup() {
@@ -70,26 +90,38 @@ struct SagaDefinitionTests {
 
     @Test func rejectsCompensatingUnknownOutcomeOfPivot() {
         let options = StepOptions(onUnknownOutcome: .compensate)
-        #expect(code(SagaDefinition("policy") { pivot("p", participant, options: options) }) == .invalidUnknownOutcomePolicy)
+        #expect(
+            code(SagaDefinition("policy") { pivot("p", participant, options: options) }) == .invalidUnknownOutcomePolicy
+        )
     }
 
     @Test func registerRejectsInvalidDefinitionWithMessage() {
         let engine = SagaEngine(store: InMemorySagaStore(), logger: quietLogger)
-        let definition = SagaDefinition<Order, NoOutput>("late") { pivot("p", participant); compensatable("a", participant) }
+        let definition = SagaDefinition<Order, NoOutput>("late") {
+            pivot("p", participant); compensatable("a", participant)
+        }
         let error = #expect(throws: SagaDefinitionError.self) { try engine.register(definition) }
         #expect(error?.step == "a")
         #expect(error?.message.contains("after pivot 'p'") == true)
     }
 
     @Test func fingerprintChangesWithStructureOnly() {
-        let base = SagaDefinition<Order, NoOutput>("s") { compensatable("a", participant); pivot("p", participant) }
-        let same = SagaDefinition<Order, NoOutput>("s") { compensatable("a", Participant()); pivot("p", Participant()) }
-        let renamed = SagaDefinition<Order, NoOutput>("s") { compensatable("a2", participant); pivot("p", participant) }
+        let base = SagaDefinition<Order, NoOutput>("s") {
+            compensatable("a", participant); pivot("p", participant)
+        }
+        let same = SagaDefinition<Order, NoOutput>("s") {
+            compensatable("a", Participant()); pivot("p", Participant())
+        }
+        let renamed = SagaDefinition<Order, NoOutput>("s") {
+            compensatable("a2", participant); pivot("p", participant)
+        }
         let reordered = SagaDefinition<Order, NoOutput>("s") {
             Parallel { compensatable("a", participant) }
             pivot("p", participant)
         }
-        let otherSaga = SagaDefinition<Order, NoOutput>("t") { compensatable("a", participant); pivot("p", participant) }
+        let otherSaga = SagaDefinition<Order, NoOutput>("t") {
+            compensatable("a", participant); pivot("p", participant)
+        }
         #expect(base.fingerprint == same.fingerprint)
         #expect(Set([base.fingerprint, renamed.fingerprint, reordered.fingerprint, otherSaga.fingerprint]).count == 4)
     }

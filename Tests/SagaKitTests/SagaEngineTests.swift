@@ -21,10 +21,11 @@ struct SagaEngineTests {
         #expect(participant.operations == ["reserve", "charge", "ship"])
         #expect(participant.calls.map(\.key) == ["order-1/reserve", "order-1/charge", "order-1/ship"])
         let history = try await store.records(of: "order-1")
-        #expect(history.kinds == [
-            "saga.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
-            "step.started", "step.succeeded", "saga.completed",
-        ])
+        #expect(
+            history.kinds == [
+                "saga.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
+                "step.started", "step.succeeded", "saga.completed",
+            ])
         #expect(history.map(\.sequence) == Array(1...8))
         // Each outcome commits together with the next intent: 4 durable writes for 3 steps.
         #expect(store.appendCount == 4)
@@ -78,7 +79,9 @@ struct SagaEngineTests {
             participant.release("right")
             await participant.waitForCalls("undo-left")
             await participant.waitForCalls("undo-right")
-            #expect(participant.calls("undo-first").isEmpty, "the earlier group waits for the parallel group's compensation")
+            #expect(
+                participant.calls("undo-first").isEmpty, "the earlier group waits for the parallel group's compensation"
+            )
             participant.release("undo-left")
             participant.release("undo-right")
             return try await handle.outcome()
@@ -90,9 +93,11 @@ struct SagaEngineTests {
     @Test func retriesWithBackoffOnTheInjectedClock() async throws {
         let clock = ManualSagaClock()
         participant.script("charge", [.fail, .fail])
-        let options = StepOptions(retry: .exponential(maxAttempts: 5, initialBackoff: .seconds(1), maxBackoff: .seconds(4)))
+        let options = StepOptions(
+            retry: .exponential(maxAttempts: 5, initialBackoff: .seconds(1), maxBackoff: .seconds(4)))
         let outcome = try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
-            let handle = try await engine.start(threeStepSaga(participant, options: options), id: "r-1", input: Order(id: 4))
+            let handle = try await engine.start(
+                threeStepSaga(participant, options: options), id: "r-1", input: Order(id: 4))
             for retry in 1...2 {
                 await clock.waitForSleepers(count: 1)
                 #expect(participant.calls("charge").count == retry, "no retry before the clock moves")
@@ -111,9 +116,11 @@ struct SagaEngineTests {
     @Test func exhaustedRetriesFailTheStepAndCompensate() async throws {
         let clock = ManualSagaClock()
         participant.script("charge", [], then: .fail)
-        let options = StepOptions(retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)))
+        let options = StepOptions(
+            retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)))
         let outcome = try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
-            let handle = try await engine.start(threeStepSaga(participant, options: options), id: "r-2", input: Order(id: 5))
+            let handle = try await engine.start(
+                threeStepSaga(participant, options: options), id: "r-2", input: Order(id: 5))
             for _ in 1...2 {
                 await clock.waitForSleepers(count: 1)
                 clock.advance(by: .seconds(1))
@@ -128,9 +135,12 @@ struct SagaEngineTests {
     @Test func attemptTimeoutCountsAsFailureAndRetriesWithSameKey() async throws {
         let clock = ManualSagaClock()
         participant.script("charge", [.hang])
-        let options = StepOptions(retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)), timeout: .seconds(30))
+        let options = StepOptions(
+            retry: .exponential(maxAttempts: 3, initialBackoff: .seconds(1), maxBackoff: .seconds(1)),
+            timeout: .seconds(30))
         let outcome = try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
-            let handle = try await engine.start(threeStepSaga(participant, options: options), id: "t-1", input: Order(id: 6))
+            let handle = try await engine.start(
+                threeStepSaga(participant, options: options), id: "t-1", input: Order(id: 6))
             await participant.waitForCalls("charge")
             await clock.waitForSleepers(count: 1)
             clock.advance(by: .seconds(30))  // the attempt times out
@@ -148,7 +158,8 @@ struct SagaEngineTests {
         let clock = ManualSagaClock()
         participant.script("charge", [.hang])
         let outcome = try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
-            let handle = try await engine.start(threeStepSaga(participant), id: "d-1", input: Order(id: 7), options: SagaOptions(deadline: .seconds(5)))
+            let handle = try await engine.start(
+                threeStepSaga(participant), id: "d-1", input: Order(id: 7), options: SagaOptions(deadline: .seconds(5)))
             await participant.waitForCalls("charge")
             await clock.waitForSleepers(count: 1)
             clock.advance(by: .seconds(5))
@@ -276,7 +287,9 @@ struct SagaEngineTests {
 
             let past = try await engine.start(saga, id: "c-2", input: Order(id: 12))
             await participant.waitForCalls("ship")
-            let error = await #expect(throws: SagaError.self) { try await engine.cancel(sagaID: "c-2", reason: "too late") }
+            let error = await #expect(throws: SagaError.self) {
+                try await engine.cancel(sagaID: "c-2", reason: "too late")
+            }
             #expect(error?.code == .cannotCancel)
             participant.release("ship")
             #expect(try await past.outcome().status == .completed)
@@ -286,7 +299,10 @@ struct SagaEngineTests {
     @Test func retriableStepRetriesUntilItSucceedsAfterThePivot() async throws {
         let clock = ManualSagaClock()
         participant.script("notify", [.fail, .fail, .fail])
-        let notify = retriable("notify", participant, options: StepOptions(retry: .exponential(maxAttempts: nil, initialBackoff: .seconds(1), maxBackoff: .seconds(1))))
+        let notify = retriable(
+            "notify", participant,
+            options: StepOptions(
+                retry: .exponential(maxAttempts: nil, initialBackoff: .seconds(1), maxBackoff: .seconds(1))))
         let saga = SagaDefinition<Order, Receipt>("with-retriable", returning: notify) {
             pivot("ship", participant)
             notify
@@ -322,11 +338,15 @@ struct SagaEngineTests {
 
     @Test func rejectsInvalidIDsAndUnknownSagas() async throws {
         try await withRunningSagaEngine(engine()) { engine in
-            let empty = await #expect(throws: SagaError.self) { try await engine.start(threeStepSaga(participant), id: "", input: Order(id: 1)) }
+            let empty = await #expect(throws: SagaError.self) {
+                try await engine.start(threeStepSaga(participant), id: "", input: Order(id: 1))
+            }
             #expect(empty?.code == .invalidSagaID)
             let unknown = await #expect(throws: SagaError.self) { try await engine.history(of: "nope") }
             #expect(unknown?.code == .unknownSaga)
-            let outcome = await #expect(throws: SagaError.self) { try await engine.handle(for: "nope", output: Receipt.self).outcome() }
+            let outcome = await #expect(throws: SagaError.self) {
+                try await engine.handle(for: "nope", output: Receipt.self).outcome()
+            }
             #expect(outcome?.code == .unknownSaga)
         }
     }

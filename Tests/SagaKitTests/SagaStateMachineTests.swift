@@ -1,6 +1,7 @@
 import Foundation
-@testable import SagaKit
 import Testing
+
+@testable import SagaKit
 
 @Suite("Saga state machine", .tags(.stateMachine))
 struct SagaStateMachineTests {
@@ -9,7 +10,9 @@ struct SagaStateMachineTests {
 
     mutating func record(_ kind: SagaLogRecord.Kind, _ step: String? = nil, attempt: Int? = nil) -> SagaLogRecord {
         sequence += 1
-        return SagaLogRecord(sagaID: "s", sequence: sequence, timestamp: Date(timeIntervalSince1970: 0), kind: kind, step: step, attempt: attempt, payload: Data("{}".utf8))
+        return SagaLogRecord(
+            sagaID: "s", sequence: sequence, timestamp: Date(timeIntervalSince1970: 0), kind: kind, step: step,
+            attempt: attempt, payload: Data("{}".utf8))
     }
 
     @Test mutating func decidesForwardThenCompletes() throws {
@@ -32,7 +35,8 @@ struct SagaStateMachineTests {
     @Test mutating func failedPivotCompensatesStartedStepsInReverse() throws {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         for r in [
-            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1), record(.stepSucceeded, "reserve", attempt: 1),
+            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1),
+            record(.stepSucceeded, "reserve", attempt: 1),
             record(.stepStarted, "charge", attempt: 1), record(.stepSucceeded, "charge", attempt: 1),
             record(.stepStarted, "ship", attempt: 1), record(.stepFailed, "ship", attempt: 1),
         ] { try machine.apply(r) }
@@ -88,7 +92,8 @@ struct SagaStateMachineTests {
     @Test mutating func cancelIsRefusedOncePivotStarted() throws {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         for r in [
-            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1), record(.stepSucceeded, "reserve", attempt: 1),
+            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1),
+            record(.stepSucceeded, "reserve", attempt: 1),
             record(.stepStarted, "charge", attempt: 1), record(.stepSucceeded, "charge", attempt: 1),
             record(.stepStarted, "ship", attempt: 1),
         ] { try machine.apply(r) }
@@ -99,7 +104,8 @@ struct SagaStateMachineTests {
     @Test mutating func operatorRetryReturnsToCompensationWithFreshBudget() throws {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         for r in [
-            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1), record(.stepFailed, "reserve", attempt: 1),
+            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1),
+            record(.stepFailed, "reserve", attempt: 1),
             record(.compensationStarted, "reserve", attempt: 1), record(.compensationFailed, "reserve", attempt: 1),
         ] { try machine.apply(r) }
         #expect(machine.nextAction() == .raiseAttention(step: "reserve"))

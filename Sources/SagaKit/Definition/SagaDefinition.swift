@@ -119,48 +119,69 @@ package struct SagaPlan: Sendable {
             SagaDefinitionError(code, saga: name, step: step, message: message)
         }
         if !Self.isValidName(name) {
-            throw fail(.invalidName, nil, "saga name '\(name)' must be 1 to 200 characters with no '/' or control characters")
+            throw fail(
+                .invalidName, nil, "saga name '\(name)' must be 1 to 200 characters with no '/' or control characters")
         }
         if groups.isEmpty { throw fail(.emptySaga, nil, "saga '\(name)' has no steps") }
         var seen = Set<String>()
         var pivotSeen: String?
         var retriableSeen: String?
         for group in groups {
-            if group.steps.isEmpty { throw fail(.emptyParallelGroup, nil, "saga '\(name)' has an empty parallel group") }
+            if group.steps.isEmpty {
+                throw fail(.emptyParallelGroup, nil, "saga '\(name)' has an empty parallel group")
+            }
             if group.isParallel, let pivot = group.steps.first(where: { $0.kind == .pivot }) {
-                throw fail(.pivotInParallelGroup, pivot.name, "pivot step '\(pivot.name)' cannot be part of a parallel group")
+                throw fail(
+                    .pivotInParallelGroup, pivot.name, "pivot step '\(pivot.name)' cannot be part of a parallel group")
             }
             for step in group.steps {
                 if !Self.isValidName(step.name) {
-                    throw fail(.invalidName, step.name, "step name '\(step.name)' must be 1 to 200 characters with no '/' or control characters")
+                    throw fail(
+                        .invalidName, step.name,
+                        "step name '\(step.name)' must be 1 to 200 characters with no '/' or control characters")
                 }
                 if !seen.insert(step.name).inserted {
-                    throw fail(.duplicateStepName, step.name, "step name '\(step.name)' is used twice in saga '\(name)'")
+                    throw fail(
+                        .duplicateStepName, step.name, "step name '\(step.name)' is used twice in saga '\(name)'")
                 }
                 switch step.kind {
                 case .compensatable:
                     if let pivotSeen {
-                        throw fail(.compensatableAfterPivot, step.name, "compensatable step '\(step.name)' comes after pivot '\(pivotSeen)'; a saga cannot undo work once its pivot succeeded")
+                        throw fail(
+                            .compensatableAfterPivot, step.name,
+                            "compensatable step '\(step.name)' comes after pivot '\(pivotSeen)'; a saga cannot undo work once its pivot succeeded"
+                        )
                     }
                     if let retriableSeen {
-                        throw fail(.retriableBeforePivot, retriableSeen, "retriable step '\(retriableSeen)' comes before compensatable step '\(step.name)'; retriable steps have no compensation, so they must follow the point of no return")
+                        throw fail(
+                            .retriableBeforePivot, retriableSeen,
+                            "retriable step '\(retriableSeen)' comes before compensatable step '\(step.name)'; retriable steps have no compensation, so they must follow the point of no return"
+                        )
                     }
                     if !step.isCompensatable {
-                        throw fail(.missingCompensation, step.name, "compensatable step '\(step.name)' has no compensation")
+                        throw fail(
+                            .missingCompensation, step.name, "compensatable step '\(step.name)' has no compensation")
                     }
                 case .pivot:
                     if let pivotSeen {
-                        throw fail(.multiplePivots, step.name, "saga '\(name)' has two pivots, '\(pivotSeen)' and '\(step.name)'; it may have at most one")
+                        throw fail(
+                            .multiplePivots, step.name,
+                            "saga '\(name)' has two pivots, '\(pivotSeen)' and '\(step.name)'; it may have at most one")
                     }
                     if let retriableSeen {
-                        throw fail(.retriableBeforePivot, retriableSeen, "retriable step '\(retriableSeen)' comes before pivot '\(step.name)'")
+                        throw fail(
+                            .retriableBeforePivot, retriableSeen,
+                            "retriable step '\(retriableSeen)' comes before pivot '\(step.name)'")
                     }
                     pivotSeen = step.name
                 default:
                     if retriableSeen == nil { retriableSeen = step.name }
                 }
                 if step.kind != .compensatable, step.options.onUnknownOutcome == .compensate {
-                    throw fail(.invalidUnknownOutcomePolicy, step.name, "\(step.kind) step '\(step.name)' cannot compensate an unknown outcome; only compensatable steps can")
+                    throw fail(
+                        .invalidUnknownOutcomePolicy, step.name,
+                        "\(step.kind) step '\(step.name)' cannot compensate an unknown outcome; only compensatable steps can"
+                    )
                 }
             }
         }

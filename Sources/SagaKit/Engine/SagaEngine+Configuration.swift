@@ -35,7 +35,8 @@ extension SagaEngine {
             maxConcurrentSagas: Int = 1024,
             clock: any SagaClock = SystemSagaClock(),
             compensationRetry: RetryPolicy = .exponential(maxAttempts: 10, maxBackoff: .seconds(30)),
-            logWriteRetry: RetryPolicy = .exponential(maxAttempts: 5, initialBackoff: .milliseconds(10), maxBackoff: .seconds(1)),
+            logWriteRetry: RetryPolicy = .exponential(
+                maxAttempts: 5, initialBackoff: .milliseconds(10), maxBackoff: .seconds(1)),
             jitterSeed: UInt64? = nil
         ) {
             self.maxConcurrentSagas = max(1, maxConcurrentSagas)

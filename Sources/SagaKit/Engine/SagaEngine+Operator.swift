@@ -57,20 +57,25 @@ extension SagaEngine {
     /// The saga becomes ``SagaStatus/resolved`` and is never run again.
     public func resolve(sagaID: String, note: String) async throws {
         guard activeRun(sagaID) == nil else {
-            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is running; only a saga that needs attention can be resolved")
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' is running; only a saga that needs attention can be resolved")
         }
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
         guard summary.status == .needsAttention else {
-            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a saga that needs attention can be resolved")
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' is \(summary.status); only a saga that needs attention can be resolved")
         }
         let records = try await store.records(of: sagaID)
         let record = SagaLogRecord(
             sagaID: sagaID, sequence: (records.last?.sequence ?? 0) + 1, timestamp: configuration.clock.now(),
             kind: .operatorResolved, note: note
         )
-        try await store.append(SagaLogAppend(sagaID: sagaID, records: [record], status: .resolved, lastError: summary.lastError))
+        try await store.append(
+            SagaLogAppend(sagaID: sagaID, records: [record], status: .resolved, lastError: summary.lastError))
         logger.info("operator resolved saga", metadata: ["saga.id": "\(sagaID)", "note": "\(note)"])
     }
 
@@ -102,7 +107,9 @@ extension SagaEngine {
         guard wrote else {
             if isNew { runEnded(run) }
             let status = run.state.withLock { $0.machine.status }
-            throw SagaError(.cannotCancel, sagaID: sagaID, message: "saga '\(sagaID)' is \(status) and past the start of its pivot; it can no longer be cancelled")
+            throw SagaError(
+                .cannotCancel, sagaID: sagaID,
+                message: "saga '\(sagaID)' is \(status) and past the start of its pivot; it can no longer be cancelled")
         }
         run.logger.info("operator cancelled saga", metadata: ["reason": "\(reason)"])
         if isNew { enqueue(.run(run)) }
@@ -116,7 +123,9 @@ extension SagaEngine {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
         guard summary.status.isActive else {
-            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a running or compensating saga resumes")
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' is \(summary.status); only a running or compensating saga resumes")
         }
         let records = try await store.records(of: sagaID)
         try prepareResumption(SagaLogRecords(summary: summary, records: records))
@@ -128,14 +137,18 @@ extension SagaEngine {
     /// Loads a saga that is not running here into a new run reserved in the registry.
     private func loadRun(_ sagaID: String, expecting status: SagaStatus, action: String) async throws -> SagaRun {
         guard activeRun(sagaID) == nil else {
-            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' is running in this engine and cannot be \(action) now")
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' is running in this engine and cannot be \(action) now")
         }
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
         guard summary.status == status else {
             let code: SagaError.Code = action == "cancelled" ? .cannotCancel : .invalidOperatorAction
-            throw SagaError(code, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status); only a \(status) saga can be \(action)")
+            throw SagaError(
+                code, sagaID: sagaID,
+                message: "saga '\(sagaID)' is \(summary.status); only a \(status) saga can be \(action)")
         }
         guard let definition = registeredDefinition(name: summary.name, fingerprint: summary.fingerprint) else {
             let (code, message) = definitionMismatchReason(name: summary.name, fingerprint: summary.fingerprint)
@@ -151,7 +164,9 @@ extension SagaEngine {
             return true
         }
         guard reserved else {
-            throw SagaError(.invalidOperatorAction, sagaID: sagaID, message: "saga '\(sagaID)' started running meanwhile and cannot be \(action) now")
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' started running meanwhile and cannot be \(action) now")
         }
         return run
     }
@@ -160,7 +175,9 @@ extension SagaEngine {
         guard let stop = error as? RunStop else { return error }
         switch stop.kind {
         case .failed(let error): return error
-        default: return SagaError(.interrupted, sagaID: sagaID, message: "the engine stopped before the operator action was logged")
+        default:
+            return SagaError(
+                .interrupted, sagaID: sagaID, message: "the engine stopped before the operator action was logged")
         }
     }
 }

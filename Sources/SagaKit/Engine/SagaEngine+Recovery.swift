@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import Synchronization
-import Logging
 
 extension SagaEngine {
     /// Resumes every saga the log shows as running or compensating.
@@ -32,7 +31,9 @@ extension SagaEngine {
         do {
             machine = try SagaStateMachine(plan: definition.plan, sagaID: summary.id, records: saga.records)
         } catch {
-            strand(summary, code: .corruptLog, message: "the history of saga '\(summary.id)' does not replay: \(error.message)")
+            strand(
+                summary, code: .corruptLog,
+                message: "the history of saga '\(summary.id)' does not replay: \(error.message)")
             return false
         }
         let run = SagaRun(engine: self, definition: definition, machine: machine)
@@ -51,9 +52,12 @@ extension SagaEngine {
 
     func strand(_ summary: SagaSummary, code: SagaError.Code, message: String) {
         runtime.withLock {
-            $0.stranded[summary.id] = StrandedSaga(id: summary.id, name: summary.name, fingerprint: summary.fingerprint, code: code, message: message)
+            $0.stranded[summary.id] = StrandedSaga(
+                id: summary.id, name: summary.name, fingerprint: summary.fingerprint, code: code, message: message)
         }
-        logger.error("saga left untouched by recovery", metadata: ["saga.id": "\(summary.id)", "saga.name": "\(summary.name)", "reason": "\(message)"])
+        logger.error(
+            "saga left untouched by recovery",
+            metadata: ["saga.id": "\(summary.id)", "saga.name": "\(summary.name)", "reason": "\(message)"])
     }
 
     func resumeStranded(matching definition: ErasedDefinition) {

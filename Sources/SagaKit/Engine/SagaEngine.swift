@@ -1,9 +1,9 @@
 package import Foundation
+import Instrumentation
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 import Tracing
-import Instrumentation
 
 /// Runs sagas, writes every transition to the saga log, and resumes unfinished sagas after a crash.
 ///
@@ -131,8 +131,11 @@ public final class SagaEngine: Service, Sendable {
         input: Input,
         options: SagaOptions = SagaOptions()
     ) async throws -> SagaHandle<Output> {
-        guard !id.isEmpty, id.count <= 200, !id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw SagaError(.invalidSagaID, sagaID: id, message: "saga id must be 1 to 200 characters without control characters")
+        guard !id.isEmpty, id.count <= 200,
+            !id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
+            throw SagaError(
+                .invalidSagaID, sagaID: id, message: "saga id must be 1 to 200 characters without control characters")
         }
         let erased: ErasedDefinition
         if let registered = registeredDefinition(name: definition.name, fingerprint: definition.fingerprint) {
@@ -152,16 +155,22 @@ public final class SagaEngine: Service, Sendable {
         let admission: Admission = runtime.withLock { runtime in
             if let existing = runtime.active[id] { return .attach(existing) }
             if runtime.isShuttingDown { return .shuttingDown }
-            let run = SagaRun(engine: self, definition: erased, newSagaID: id, input: input, inputData: inputData, metadata: metadata, at: now)
+            let run = SagaRun(
+                engine: self, definition: erased, newSagaID: id, input: input, inputData: inputData, metadata: metadata,
+                at: now)
             runtime.active[id] = run
             return .created(run)
         }
         switch admission {
         case .shuttingDown:
-            throw SagaError(.shuttingDown, sagaID: id, message: "the saga engine is shutting down and accepts no new sagas")
+            throw SagaError(
+                .shuttingDown, sagaID: id, message: "the saga engine is shutting down and accepts no new sagas")
         case .attach(let run):
             guard run.definition.plan.name == definition.name else {
-                throw SagaError(.sagaIDConflict, sagaID: id, message: "saga id '\(id)' belongs to a '\(run.definition.plan.name)' saga, not '\(definition.name)'")
+                throw SagaError(
+                    .sagaIDConflict, sagaID: id,
+                    message: "saga id '\(id)' belongs to a '\(run.definition.plan.name)' saga, not '\(definition.name)'"
+                )
             }
             return handle
         case .created(let run):
@@ -171,7 +180,9 @@ public final class SagaEngine: Service, Sendable {
             } catch let error as SagaStoreError where error.code == .sagaAlreadyExists {
                 guard let summary = try await store.summary(of: id) else { throw error }
                 guard summary.name == definition.name else {
-                    throw SagaError(.sagaIDConflict, sagaID: id, message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(definition.name)'")
+                    throw SagaError(
+                        .sagaIDConflict, sagaID: id,
+                        message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(definition.name)'")
                 }
                 // The saga exists and may be waiting for recovery: make sure it runs.
                 if summary.status.isActive {
@@ -237,7 +248,11 @@ public final class SagaEngine: Service, Sendable {
             if let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
                 throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
             }
-            throw SagaError(.interrupted, sagaID: sagaID, message: "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; it resumes when an engine recovers it, or with resume(sagaID:)")
+            throw SagaError(
+                .interrupted, sagaID: sagaID,
+                message:
+                    "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; it resumes when an engine recovers it, or with resume(sagaID:)"
+            )
         }
         return Self.settlement(summary: summary, records: try await store.records(of: sagaID))
     }
@@ -256,14 +271,18 @@ public final class SagaEngine: Service, Sendable {
         return settlement
     }
 
-    func decodeOutcome<Output: Codable & Sendable>(_ settlement: SagaSettlement, as type: Output.Type) throws -> SagaOutcome<Output> {
+    func decodeOutcome<Output: Codable & Sendable>(_ settlement: SagaSettlement, as type: Output.Type) throws
+        -> SagaOutcome<Output>
+    {
         let failure = SagaFailure(
             step: settlement.causeStep,
-            cause: settlement.cause ?? RecordedError(type: "SagaKit.Unknown", message: "no cause was recorded", isRetryable: false)
+            cause: settlement.cause
+                ?? RecordedError(type: "SagaKit.Unknown", message: "no cause was recorded", isRetryable: false)
         )
         switch settlement.status {
         case .completed:
-            return .completed(try PayloadCodec.decode(Output.self, from: settlement.output ?? Data(), what: "saga output"))
+            return .completed(
+                try PayloadCodec.decode(Output.self, from: settlement.output ?? Data(), what: "saga output"))
         case .compensated: return .compensated(failure)
         case .needsAttention: return .needsAttention(failure)
         case .resolved: return .resolved(note: settlement.note)
@@ -286,7 +305,8 @@ public final class SagaEngine: Service, Sendable {
         let (stream, continuation) = AsyncStream<Job>.makeStream()
         let queued: [Job] = try runtime.withLock { runtime in
             guard !runtime.hasRun else {
-                throw SagaError(.invalidOperatorAction, message: "a SagaEngine runs once; create a new engine to run again")
+                throw SagaError(
+                    .invalidOperatorAction, message: "a SagaEngine runs once; create a new engine to run again")
             }
             runtime.hasRun = true
             runtime.isRunning = true
@@ -304,7 +324,14 @@ public final class SagaEngine: Service, Sendable {
                 runtime.active = [:]
                 return left
             }
-            for run in abandoned { run.interrupt(SagaError(.interrupted, sagaID: run.id, message: "the saga engine stopped before saga '\(run.id)' finished; it resumes from the log on the next start")) }
+            for run in abandoned {
+                run.interrupt(
+                    SagaError(
+                        .interrupted, sagaID: run.id,
+                        message:
+                            "the saga engine stopped before saga '\(run.id)' finished; it resumes from the log on the next start"
+                    ))
+            }
         }
         for job in queued { continuation.yield(job) }
 
@@ -436,7 +463,8 @@ package struct ErasedDefinition: Sendable {
             guard let typed = input as? Input else {
                 throw SagaError(.undecodablePayload, sagaID: sagaID, message: "saga input is not a \(Input.self)")
             }
-            return try PayloadCodec.encode(try result(SagaResultContext(sagaID: sagaID, input: typed, outputs: outputs)))
+            return try PayloadCodec.encode(
+                try result(SagaResultContext(sagaID: sagaID, input: typed, outputs: outputs)))
         }
     }
 }

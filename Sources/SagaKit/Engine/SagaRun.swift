@@ -47,19 +47,24 @@ final class SagaRun: Sendable {
     var plan: SagaPlan { definition.plan }
 
     /// A new saga: its `saga.started` record is applied and waits to commit with the first intent.
-    init(engine: SagaEngine, definition: ErasedDefinition, newSagaID id: String, input: any Sendable, inputData: Data, metadata: [String: String], at now: Date) {
+    init(
+        engine: SagaEngine, definition: ErasedDefinition, newSagaID id: String, input: any Sendable, inputData: Data,
+        metadata: [String: String], at now: Date
+    ) {
         self.id = id
         self.engine = engine
         self.definition = definition
         self.logger = Self.logger(engine.logger, id: id, name: definition.plan.name)
         self.deadline = metadata[Self.deadlineKey].flatMap(Double.init).map(Date.init(timeIntervalSince1970:))
         var machine = SagaStateMachine(plan: definition.plan, sagaID: id)
-        let record = SagaLogRecord(sagaID: id, sequence: 1, timestamp: now, kind: .sagaStarted, payload: inputData, metadata: metadata)
+        let record = SagaLogRecord(
+            sagaID: id, sequence: 1, timestamp: now, kind: .sagaStarted, payload: inputData, metadata: metadata)
         // A fresh machine always accepts saga.started.
         try? machine.apply(record)
         var state = State(machine: machine)
         state.pending = [record]
-        state.creation = SagaCreation(name: definition.plan.name, fingerprint: definition.plan.fingerprint, createdAt: now)
+        state.creation = SagaCreation(
+            name: definition.plan.name, fingerprint: definition.plan.fingerprint, createdAt: now)
         state.input = input
         self.state = Mutex(state)
     }
@@ -156,7 +161,8 @@ final class SagaRun: Sendable {
             for draft in drafts {
                 let record = SagaLogRecord(
                     sagaID: id, sequence: state.machine.nextSequence, timestamp: now, kind: draft.kind,
-                    step: draft.step, attempt: draft.attempt, payload: draft.payload, error: draft.error, note: draft.note
+                    step: draft.step, attempt: draft.attempt, payload: draft.payload, error: draft.error,
+                    note: draft.note
                 )
                 try state.machine.apply(record)
                 records.append(record)
@@ -167,14 +173,19 @@ final class SagaRun: Sendable {
             }
             let all = state.pending + records
             state.pending = []
-            return .some(SagaLogAppend(sagaID: id, records: all, status: state.machine.status, lastError: state.machine.cause, creation: state.creation))
+            return .some(
+                SagaLogAppend(
+                    sagaID: id, records: all, status: state.machine.status, lastError: state.machine.cause,
+                    creation: state.creation))
         }
     }
 
     /// Writes records (with any deferred ones) durably, or defers them to the next write.
     /// Returns `false`, writing nothing, when `condition` does not hold.
     @discardableResult
-    func write(_ drafts: [Draft], deferring: Bool = false, if condition: (State) -> Bool = { _ in true }) async throws -> Bool {
+    func write(_ drafts: [Draft], deferring: Bool = false, if condition: (State) -> Bool = { _ in true }) async throws
+        -> Bool
+    {
         let prepared: SagaLogAppend??
         do {
             prepared = try prepare(drafts, deferring: deferring, condition: condition)
@@ -265,11 +276,24 @@ final class SagaRun: Sendable {
         } catch let stop as RunStop {
             switch stop.kind {
             case .crashed:
-                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga stopped at a simulated crash; a new engine resumes it from the log"))
+                interrupt(
+                    SagaError(
+                        .interrupted, sagaID: id,
+                        message: "the saga stopped at a simulated crash; a new engine resumes it from the log"))
             case .cancelled:
-                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga engine was cancelled before saga '\(id)' finished; it resumes from the log on the next start"))
+                interrupt(
+                    SagaError(
+                        .interrupted, sagaID: id,
+                        message:
+                            "the saga engine was cancelled before saga '\(id)' finished; it resumes from the log on the next start"
+                    ))
             case .shutdown:
-                interrupt(SagaError(.interrupted, sagaID: id, message: "the saga engine shut down before saga '\(id)' finished; it resumes from the log on the next start"))
+                interrupt(
+                    SagaError(
+                        .interrupted, sagaID: id,
+                        message:
+                            "the saga engine shut down before saga '\(id)' finished; it resumes from the log on the next start"
+                    ))
             case .alreadyExists:
                 interrupt(SagaError(.interrupted, sagaID: id, message: "saga '\(id)' already exists"))
             case .failed(let error):
@@ -314,7 +338,15 @@ final class SagaRun: Sendable {
             case .abandonUnknownOutcome(let step):
                 let attempt = state.withLock { $0.machine.step(step).attempts }
                 logger.info("compensating a step whose outcome is unknown", metadata: ["saga.step": "\(step)"])
-                try await write([Draft(kind: .stepFailed, step: step, attempt: attempt, error: RecordedError(type: "SagaKit.UnknownOutcome", message: "step '\(step)' was logged as started with no outcome, and its policy is to compensate", isRetryable: false))])
+                try await write([
+                    Draft(
+                        kind: .stepFailed, step: step, attempt: attempt,
+                        error: RecordedError(
+                            type: "SagaKit.UnknownOutcome",
+                            message:
+                                "step '\(step)' was logged as started with no outcome, and its policy is to compensate",
+                            isRetryable: false))
+                ])
             case .raiseAttention(let step):
                 let cause = state.withLock { $0.machine.step(step).lastError }
                 try await write([Draft(kind: .sagaNeedsAttention, step: step, error: cause)])
@@ -351,11 +383,15 @@ final class SagaRun: Sendable {
         case .completed:
             logger.debug("saga completed")
         case .compensated:
-            logger.info("saga compensated", metadata: ["cause": "\(settlement.cause.map(String.init(describing:)) ?? "")"])
+            logger.info(
+                "saga compensated", metadata: ["cause": "\(settlement.cause.map(String.init(describing:)) ?? "")"])
         case .needsAttention:
-            logger.error("saga needs attention", metadata: [
-                "saga.step": "\(settlement.causeStep ?? "")", "cause": "\(settlement.cause.map(String.init(describing:)) ?? "")",
-            ])
+            logger.error(
+                "saga needs attention",
+                metadata: [
+                    "saga.step": "\(settlement.causeStep ?? "")",
+                    "cause": "\(settlement.cause.map(String.init(describing:)) ?? "")",
+                ])
         default:
             logger.info("saga settled", metadata: ["status": "\(settlement.status)"])
         }
@@ -403,7 +439,9 @@ final class SagaRun: Sendable {
                 let left = deadline.timeIntervalSince(clock.now())
                 if left <= 0 {
                     state.withLock { $0.stopForward = true }
-                    try await write([Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: deadlineExceeded(name))])
+                    try await write([
+                        Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: deadlineExceeded(name))
+                    ])
                     return
                 }
                 let remaining = Duration.seconds(left)
@@ -426,7 +464,9 @@ final class SagaRun: Sendable {
             stepSpan.attributes["saga.step"] = name
             stepSpan.attributes["saga.step.attempt"] = attempt
             let began = ContinuousClock.now
-            let result = await call(name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil) { context in
+            let result = await call(
+                name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil
+            ) { context in
                 try await step.run(context)
             }
             let nanoseconds = Self.nanoseconds(since: began)
@@ -440,7 +480,9 @@ final class SagaRun: Sendable {
                 engine.metrics.step(plan.name, name, outcome: "succeeded", nanoseconds: nanoseconds)
                 stepLogger.debug("step succeeded")
                 if step.local == nil {
-                    try await write([Draft(kind: .stepSucceeded, step: name, attempt: attempt, payload: output)], deferring: deferOutcome)
+                    try await write(
+                        [Draft(kind: .stepSucceeded, step: name, attempt: attempt, payload: output)],
+                        deferring: deferOutcome)
                 }
                 return
             case .failure(let error):
@@ -451,7 +493,9 @@ final class SagaRun: Sendable {
                 stepSpan.recordError(error)
                 stepSpan.end()
                 engine.metrics.step(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
-                if let sagaError = error as? SagaError, sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable {
+                if let sagaError = error as? SagaError,
+                    sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable
+                {
                     stepLogger.error("step cannot run: \(sagaError.message)")
                     try await write([
                         Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error)),
@@ -463,7 +507,8 @@ final class SagaRun: Sendable {
                 if error is StepTimeoutError, deadlineBinds {
                     recorded = deadlineExceeded(name)
                 } else if let timeout = error as? StepTimeoutError {
-                    recorded = RecordedError(type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
+                    recorded = RecordedError(
+                        type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
                 } else {
                     recorded = RecordedError(error)
                 }
@@ -471,7 +516,8 @@ final class SagaRun: Sendable {
                 if recorded.isRetryable, !stopped, policy.allowsAttempt(after: attempt - retryBase) {
                     engine.metrics.retry(plan.name, name)
                     let delay = engine.backoff(policy, after: attempt - retryBase)
-                    stepLogger.info("step attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
+                    stepLogger.info(
+                        "step attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
                     try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
                     guard await engine.sleep(for: delay) else {
                         try await checkStop()
@@ -489,7 +535,9 @@ final class SagaRun: Sendable {
     }
 
     private func deadlineExceeded(_ step: String) -> RecordedError {
-        RecordedError(type: "SagaKit.DeadlineExceeded", message: "the saga's deadline passed before step '\(step)' finished", isRetryable: false)
+        RecordedError(
+            type: "SagaKit.DeadlineExceeded", message: "the saga's deadline passed before step '\(step)' finished",
+            isRetryable: false)
     }
 
     // MARK: Compensation
@@ -513,7 +561,10 @@ final class SagaRun: Sendable {
             stepSpan.attributes["saga.step"] = name
             stepSpan.attributes["saga.step.attempt"] = attempt
             let began = ContinuousClock.now
-            let result = await call(name: name, attempt: attempt, logger: stepLogger, timeout: step.options.timeout, local: step.localCompensation, loggedOutput: output) { context in
+            let result = await call(
+                name: name, attempt: attempt, logger: stepLogger, timeout: step.options.timeout,
+                local: step.localCompensation, loggedOutput: output
+            ) { context in
                 try await undo(output, context)
                 return Data()
             }
@@ -527,7 +578,8 @@ final class SagaRun: Sendable {
                 stepSpan.end()
                 engine.metrics.compensation(plan.name, name, outcome: "succeeded", nanoseconds: nanoseconds)
                 if step.localCompensation == nil {
-                    try await write([Draft(kind: .compensationSucceeded, step: name, attempt: attempt)], deferring: deferOutcome)
+                    try await write(
+                        [Draft(kind: .compensationSucceeded, step: name, attempt: attempt)], deferring: deferOutcome)
                 }
                 return
             case .failure(let error):
@@ -540,15 +592,20 @@ final class SagaRun: Sendable {
                 engine.metrics.compensation(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
                 let recorded: RecordedError
                 if let timeout = error as? StepTimeoutError {
-                    recorded = RecordedError(type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
+                    recorded = RecordedError(
+                        type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
                 } else {
                     recorded = RecordedError(error)
                 }
                 if recorded.isRetryable, policy.allowsAttempt(after: attempt - retryBase) {
                     engine.metrics.retry(plan.name, name)
                     let delay = engine.backoff(policy, after: attempt - retryBase)
-                    stepLogger.info("compensation attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
-                    try await write([Draft(kind: .compensationAttemptFailed, step: name, attempt: attempt, error: recorded)])
+                    stepLogger.info(
+                        "compensation attempt failed; retrying",
+                        metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
+                    try await write([
+                        Draft(kind: .compensationAttemptFailed, step: name, attempt: attempt, error: recorded)
+                    ])
                     guard await engine.sleep(for: delay) else {
                         try await checkStop()
                         return
@@ -577,12 +634,15 @@ final class SagaRun: Sendable {
     ) async -> Result<Data, any Error> {
         let (input, outputs) = state.withLock { ($0.input ?? Data(), $0.machine.outputs) }
         let key = "\(id)/\(name)"
-        let context = ErasedStepContext(sagaID: id, stepName: name, input: input, idempotencyKey: key, attempt: attempt, logger: logger, outputs: outputs)
+        let context = ErasedStepContext(
+            sagaID: id, stepName: name, input: input, idempotencyKey: key, attempt: attempt, logger: logger,
+            outputs: outputs)
         do {
             try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeCall, detail: name))
             let output: Data
             if let local {
-                output = try await runLocal(local, name: name, attempt: attempt, key: key, input: input, loggedOutput: loggedOutput)
+                output = try await runLocal(
+                    local, name: name, attempt: attempt, key: key, input: input, loggedOutput: loggedOutput)
             } else {
                 output = try await withTimeout(timeout) { try await body(context) }
             }
@@ -596,17 +656,26 @@ final class SagaRun: Sendable {
     }
 
     /// Runs a local step's work and its outcome record in one store transaction.
-    private func runLocal(_ body: any Sendable, name: String, attempt: Int, key: String, input: any Sendable, loggedOutput: Data?) async throws -> Data {
+    private func runLocal(
+        _ body: any Sendable, name: String, attempt: Int, key: String, input: any Sendable, loggedOutput: Data?
+    ) async throws -> Data {
         let compensating = loggedOutput != nil || state.withLock { $0.machine.phase == .compensating }
         let outputs = state.withLock { $0.machine.outputs }
-        let work = LocalStepWork(body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input, attempt: attempt, outputs: outputs)
+        let work = LocalStepWork(
+            body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input,
+            attempt: attempt, outputs: outputs)
         let applied = Mutex(false)
         do {
             let output = try await engine.store.appendAfterLocalWork(work) { output in
                 let kind: SagaLogRecord.Kind = compensating ? .compensationSucceeded : .stepSucceeded
                 let draft = Draft(kind: kind, step: name, attempt: attempt, payload: compensating ? nil : output)
-                guard case .some(.some(let append)) = try self.prepare([draft], deferring: false, condition: { _ in true }) else {
-                    throw SagaError(.corruptLog, sagaID: self.id, step: name, message: "no outcome record could be prepared for local step '\(name)'")
+                guard
+                    case .some(.some(let append)) = try self.prepare(
+                        [draft], deferring: false, condition: { _ in true })
+                else {
+                    throw SagaError(
+                        .corruptLog, sagaID: self.id, step: name,
+                        message: "no outcome record could be prepared for local step '\(name)'")
                 }
                 applied.withLock { $0 = true }
                 return append
@@ -617,13 +686,19 @@ final class SagaRun: Sendable {
             if applied.withLock({ $0 }) {
                 // The outcome was applied in memory but its transaction did not commit: stop, and let
                 // recovery read the truth from the log.
-                throw RunStop(kind: .failed(SagaError(.logWriteFailed, sagaID: id, step: name, message: "the local step's transaction did not commit: \(error)")))
+                throw RunStop(
+                    kind: .failed(
+                        SagaError(
+                            .logWriteFailed, sagaID: id, step: name,
+                            message: "the local step's transaction did not commit: \(error)")))
             }
             throw error
         }
     }
 
-    private func withTimeout(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> Data) async throws -> Data {
+    private func withTimeout(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> Data) async throws
+        -> Data
+    {
         guard let timeout else { return try await body() }
         let clock = engine.configuration.clock
         return try await withThrowingTaskGroup(of: Data?.self) { group in

@@ -105,10 +105,14 @@ package struct SagaStateMachine: Sendable {
     /// Applies one record, or throws ``SagaError/Code/corruptLog`` if the transition is not legal.
     package mutating func apply(_ record: SagaLogRecord) throws(SagaError) {
         func illegal(_ why: String) -> SagaError {
-            SagaError(.corruptLog, sagaID: sagaID, step: record.step, message: "record \(record.sequence) (\(record.kind)) is not allowed here: \(why)")
+            SagaError(
+                .corruptLog, sagaID: sagaID, step: record.step,
+                message: "record \(record.sequence) (\(record.kind)) is not allowed here: \(why)")
         }
         guard record.sagaID == sagaID else { throw illegal("it belongs to saga '\(record.sagaID)'") }
-        guard record.sequence >= nextSequence else { throw illegal("sequence \(record.sequence) is not after \(nextSequence - 1)") }
+        guard record.sequence >= nextSequence else {
+            throw illegal("sequence \(record.sequence) is not after \(nextSequence - 1)")
+        }
         if phase == .notStarted, record.kind != .sagaStarted { throw illegal("the saga has not started") }
 
         func stepName() throws(SagaError) -> String {
@@ -130,9 +134,13 @@ package struct SagaStateMachine: Sendable {
             let name = try stepName()
             var state = step(name)
             guard phase == .forward else { throw illegal("steps only start while the saga runs forward") }
-            guard state.status != .succeeded, state.status != .failed else { throw illegal("step '\(name)' already ended") }
+            guard state.status != .succeeded, state.status != .failed else {
+                throw illegal("step '\(name)' already ended")
+            }
             let attempt = record.attempt ?? (state.attempts + 1)
-            guard attempt > state.attempts else { throw illegal("attempt \(attempt) of '\(name)' is not after \(state.attempts)") }
+            guard attempt > state.attempts else {
+                throw illegal("attempt \(attempt) of '\(name)' is not after \(state.attempts)")
+            }
             state.status = .started
             state.attempts = attempt
             steps[name] = state
@@ -170,9 +178,13 @@ package struct SagaStateMachine: Sendable {
             guard plan.stepsByName[name]?.isCompensatable == true, state.attempts > 0 else {
                 throw illegal("step '\(name)' is not a started compensatable step")
             }
-            guard state.compensation != .succeeded, state.compensation != .failed else { throw illegal("compensation of '\(name)' already ended") }
+            guard state.compensation != .succeeded, state.compensation != .failed else {
+                throw illegal("compensation of '\(name)' already ended")
+            }
             let attempt = record.attempt ?? (state.compensationAttempts + 1)
-            guard attempt > state.compensationAttempts else { throw illegal("compensation attempt \(attempt) of '\(name)' is not new") }
+            guard attempt > state.compensationAttempts else {
+                throw illegal("compensation attempt \(attempt) of '\(name)' is not new")
+            }
             state.compensation = .started
             state.compensationAttempts = attempt
             steps[name] = state
@@ -236,9 +248,12 @@ package struct SagaStateMachine: Sendable {
             resolutionNote = record.note
 
         case .operatorCancelled:
-            guard phase == .forward, !pivotStarted else { throw illegal("only a saga before its pivot can be cancelled") }
+            guard phase == .forward, !pivotStarted else {
+                throw illegal("only a saga before its pivot can be cancelled")
+            }
             phase = .compensating
-            cause = RecordedError(type: "SagaKit.Cancelled", message: record.note ?? "cancelled by an operator", isRetryable: false)
+            cause = RecordedError(
+                type: "SagaKit.Cancelled", message: record.note ?? "cancelled by an operator", isRetryable: false)
             causeStep = nil
 
         default:

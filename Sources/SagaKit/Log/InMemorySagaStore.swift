@@ -45,13 +45,16 @@ public final class InMemorySagaStore: SagaStore {
                 state.order.append(append.sagaID)
             }
             guard var saga = state.sagas[append.sagaID] else {
-                throw SagaStoreError(.unknownSaga, message: "saga '\(append.sagaID)' does not exist; its first append must create it")
+                throw SagaStoreError(
+                    .unknownSaga, message: "saga '\(append.sagaID)' does not exist; its first append must create it")
             }
             let existing = Set(saga.records.map(\.sequence))
             var incoming = Set<Int>()
-            for record in append.records where existing.contains(record.sequence) || !incoming.insert(record.sequence).inserted {
+            for record in append.records
+            where existing.contains(record.sequence) || !incoming.insert(record.sequence).inserted {
                 if append.creation != nil { state.sagas[append.sagaID] = nil; state.order.removeLast() }
-                throw SagaStoreError(.duplicateRecord, message: "saga '\(append.sagaID)' already has record \(record.sequence)")
+                throw SagaStoreError(
+                    .duplicateRecord, message: "saga '\(append.sagaID)' already has record \(record.sequence)")
             }
             saga.records.append(contentsOf: append.records)
             saga.records.sort { $0.sequence < $1.sequence }
@@ -74,7 +77,9 @@ public final class InMemorySagaStore: SagaStore {
     public func sagas(matching query: SagaQuery) async throws -> [SagaSummary] {
         state.withLock { state in
             let sagas = state.sagas
-            return Array(state.order.compactMap { sagas[$0]?.summary }.filter(query.matches).dropFirst(query.offset).prefix(query.limit))
+            return Array(
+                state.order.compactMap { sagas[$0]?.summary }.filter(query.matches).dropFirst(query.offset).prefix(
+                    query.limit))
         }
     }
 

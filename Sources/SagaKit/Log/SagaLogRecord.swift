@@ -116,9 +116,12 @@ public struct RecordedError: Codable, Hashable, Sendable, CustomStringConvertibl
         case let error as SagaError:
             self.init(type: "SagaError.\(error.code)", message: error.message, isRetryable: false)
         case let error as any SagaRetryClassifying:
-            self.init(type: String(reflecting: Swift.type(of: error)), message: String(describing: error), isRetryable: error.isRetryable)
+            self.init(
+                type: String(reflecting: Swift.type(of: error)), message: String(describing: error),
+                isRetryable: error.isRetryable)
         default:
-            self.init(type: String(reflecting: Swift.type(of: error)), message: String(describing: error), isRetryable: true)
+            self.init(
+                type: String(reflecting: Swift.type(of: error)), message: String(describing: error), isRetryable: true)
         }
     }
 

@@ -67,7 +67,10 @@ public struct LocalStepWork: Sendable {
     /// Earlier steps' logged outputs.
     package let outputs: StepOutputs
 
-    package init(body: any Sendable, sagaID: String, stepName: String, idempotencyKey: String, loggedOutput: Data?, input: any Sendable, attempt: Int, outputs: StepOutputs) {
+    package init(
+        body: any Sendable, sagaID: String, stepName: String, idempotencyKey: String, loggedOutput: Data?,
+        input: any Sendable, attempt: Int, outputs: StepOutputs
+    ) {
         self.attempt = attempt
         self.outputs = outputs
         self.body = body
@@ -93,7 +96,10 @@ public struct SagaLogAppend: Sendable {
     public var creation: SagaCreation?
 
     /// Creates an append.
-    public init(sagaID: String, records: [SagaLogRecord], status: SagaStatus, lastError: RecordedError? = nil, creation: SagaCreation? = nil) {
+    public init(
+        sagaID: String, records: [SagaLogRecord], status: SagaStatus, lastError: RecordedError? = nil,
+        creation: SagaCreation? = nil
+    ) {
         self.sagaID = sagaID
         self.records = records
         self.status = status
@@ -137,7 +143,10 @@ public struct SagaSummary: Hashable, Sendable {
     public var lastError: RecordedError?
 
     /// Creates a summary.
-    public init(id: String, name: String, fingerprint: String, status: SagaStatus, createdAt: Date, updatedAt: Date, lastError: RecordedError?) {
+    public init(
+        id: String, name: String, fingerprint: String, status: SagaStatus, createdAt: Date, updatedAt: Date,
+        lastError: RecordedError?
+    ) {
         self.id = id
         self.name = name
         self.fingerprint = fingerprint

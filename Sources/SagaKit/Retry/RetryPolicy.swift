@@ -34,7 +34,8 @@ public struct RetryPolicy: Hashable, Sendable {
         maxBackoff: Duration = .seconds(10),
         multiplier: Double = 2
     ) -> RetryPolicy {
-        RetryPolicy(maxAttempts: maxAttempts, initialBackoff: initialBackoff, maxBackoff: maxBackoff, multiplier: multiplier)
+        RetryPolicy(
+            maxAttempts: maxAttempts, initialBackoff: initialBackoff, maxBackoff: maxBackoff, multiplier: multiplier)
     }
 
     /// Five attempts, 100 ms initial cap, 10 s maximum cap: the default for compensatable and pivot steps.

@@ -140,7 +140,9 @@ struct Receipt: Codable, Sendable, Equatable {
 }
 
 /// A step calling a participant with its key and attempt; its compensation calls `undo-<name>`.
-func compensatable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<Order, Receipt> {
+func compensatable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<
+    Order, Receipt
+> {
     .compensatable(name, options: options) { context in
         try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
         return Receipt(step: name, order: context.input.id)
@@ -149,14 +151,17 @@ func compensatable(_ name: String, _ participant: Participant, options: StepOpti
     }
 }
 
-func pivot(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<Order, Receipt> {
+func pivot(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<Order, Receipt>
+{
     .pivot(name, options: options) { context in
         try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
         return Receipt(step: name, order: context.input.id)
     }
 }
 
-func retriable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<Order, Receipt> {
+func retriable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<
+    Order, Receipt
+> {
     .retriable(name, options: options) { context in
         try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
         return Receipt(step: name, order: context.input.id)
@@ -164,7 +169,9 @@ func retriable(_ name: String, _ participant: Participant, options: StepOptions 
 }
 
 /// reserve (compensatable) → charge (compensatable) → ship (pivot); output: ship's receipt.
-func threeStepSaga(_ participant: Participant, name: String = "three", options: StepOptions = StepOptions()) -> SagaDefinition<Order, Receipt> {
+func threeStepSaga(_ participant: Participant, name: String = "three", options: StepOptions = StepOptions())
+    -> SagaDefinition<Order, Receipt>
+{
     let ship = pivot("ship", participant, options: options)
     return SagaDefinition(name, returning: ship) {
         compensatable("reserve", participant, options: options)
