@@ -5,7 +5,7 @@ import Synchronization
 /// (after the participant call that preceded it).
 ///
 /// ```swift
-/// let plan = CrashPlan(afterWrite: 2)
+/// let plan = CrashPlan(write: 2, moment: .afterWrite)
 /// let engine = SagaEngine(store: store, configuration: plan.configure(configuration), logger: logger)
 /// ```
 public final class CrashPlan: Sendable {

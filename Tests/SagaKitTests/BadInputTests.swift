@@ -24,7 +24,7 @@ struct BadInputTests {
         let stores = try TestStores(.sqlite)
         let participant = Participant()
         var configuration = testConfiguration()
-        configuration.logWriteRetry = .none
+        configuration.logWriteRetry = .noRetries
         var capped = SQLiteSagaStore.Configuration()
         capped.maxPageCount = 40  // about 160 KiB
         let engine = SagaEngine(

@@ -101,6 +101,23 @@ struct SagaStateMachineTests {
         #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
     }
 
+    @Test mutating func cancelIsRefusedOnceARetriableStepStartedInASagaWithoutPivot() throws {
+        let participant = Participant()
+        let noPivot = SagaDefinition<Order, NoOutput>("no-pivot") {
+            compensatable("reserve", participant)
+            retriable("notify", participant)
+        }.plan
+        var machine = SagaStateMachine(plan: noPivot, sagaID: "s")
+        for r in [
+            record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1),
+            record(.stepSucceeded, "reserve", attempt: 1),
+        ] { try machine.apply(r) }
+        #expect(!machine.pivotStarted)
+        try machine.apply(record(.stepStarted, "notify", attempt: 1))
+        #expect(machine.pivotStarted, "a started retriable step cannot be undone")
+        #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
+    }
+
     @Test mutating func operatorRetryReturnsToCompensationWithFreshBudget() throws {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         for r in [

@@ -84,34 +84,24 @@ package struct SagaPlan: Sendable {
     package let name: String
     package let groups: [Group]
     package let fingerprint: String
-    /// Group index of each step, by name.
-    package let groupIndex: [String: Int]
     package let stepsByName: [String: AnySagaStep]
-    /// Index of the pivot's group, if any.
-    package let pivotGroup: Int?
 
     package init(name: String, groups: [Group]) {
         self.name = name
         self.groups = groups
         var canonical = "sagakit-fingerprint-v1\n\(name)\n"
-        var groupIndex: [String: Int] = [:]
         var byName: [String: AnySagaStep] = [:]
-        var pivot: Int?
-        for (index, group) in groups.enumerated() {
+        for group in groups {
             canonical += group.isParallel ? "parallel[" : "step["
             canonical += group.steps.map { "\($0.name):\($0.kind):\($0.isCompensatable ? "undo" : "-")" }
                 .joined(separator: ",")
             canonical += "]\n"
             for step in group.steps {
-                if groupIndex[step.name] == nil { groupIndex[step.name] = index }
                 if byName[step.name] == nil { byName[step.name] = step }
-                if step.kind == .pivot, pivot == nil { pivot = index }
             }
         }
         self.fingerprint = Fingerprint.hex(of: canonical)
-        self.groupIndex = groupIndex
         self.stepsByName = byName
-        self.pivotGroup = pivot
     }
 
     package func validate() throws(SagaDefinitionError) {

@@ -50,9 +50,9 @@ public struct SagaStep<Input: Codable & Sendable, Output: Codable & Sendable>: S
     /// A step whose effect can be undone.
     ///
     /// The compensation runs, in reverse order, when a later step (or this one) fails for good before
-    /// the pivot succeeds. It runs for every attempt that *started*, because a failed remote call does
-    /// not prove the effect did not happen: its first argument is the output the action logged, or
-    /// `nil` when the action never reported success.
+    /// the pivot succeeds. It runs once for every such step whose action *started*, even if the action
+    /// failed, because a failed remote call does not prove the effect did not happen: its first
+    /// argument is the output the action logged, or `nil` when the action never reported success.
     ///
     /// - Parameters:
     ///   - name: The stable step name.
@@ -136,30 +136,37 @@ public struct Parallel<Input: Codable & Sendable>: Sendable {
 /// Builds the ordered elements of a ``SagaDefinition``.
 @resultBuilder
 public enum SagaBuilder<Input: Codable & Sendable> {
+    /// Lists a single step.
     public static func buildExpression<Output>(_ step: SagaStep<Input, Output>) -> [SagaElement<Input>] {
         [SagaElement(steps: [AnySagaStep(step)], isParallel: false)]
     }
 
+    /// Lists a parallel group.
     public static func buildExpression(_ group: Parallel<Input>) -> [SagaElement<Input>] {
         [SagaElement(steps: group.steps, isParallel: true)]
     }
 
+    /// Joins the listed elements in order.
     public static func buildBlock(_ components: [SagaElement<Input>]...) -> [SagaElement<Input>] {
         components.flatMap { $0 }
     }
 
+    /// Joins elements listed by a `for` loop.
     public static func buildArray(_ components: [[SagaElement<Input>]]) -> [SagaElement<Input>] {
         components.flatMap { $0 }
     }
 
+    /// Lists elements under an `if`.
     public static func buildOptional(_ component: [SagaElement<Input>]?) -> [SagaElement<Input>] {
         component ?? []
     }
 
+    /// Lists the elements of an `if` branch.
     public static func buildEither(first component: [SagaElement<Input>]) -> [SagaElement<Input>] {
         component
     }
 
+    /// Lists the elements of an `else` branch.
     public static func buildEither(second component: [SagaElement<Input>]) -> [SagaElement<Input>] {
         component
     }
@@ -168,14 +175,17 @@ public enum SagaBuilder<Input: Codable & Sendable> {
 /// Builds the steps of a ``Parallel`` group.
 @resultBuilder
 public enum ParallelBuilder<Input: Codable & Sendable> {
+    /// Lists a step of the group.
     public static func buildExpression<Output>(_ step: SagaStep<Input, Output>) -> [AnySagaStep] {
         [AnySagaStep(step)]
     }
 
+    /// Joins the group's steps.
     public static func buildBlock(_ components: [AnySagaStep]...) -> [AnySagaStep] {
         components.flatMap { $0 }
     }
 
+    /// Joins steps listed by a `for` loop.
     public static func buildArray(_ components: [[AnySagaStep]]) -> [AnySagaStep] {
         components.flatMap { $0 }
     }

@@ -37,15 +37,17 @@ extension SagaEngine {
             compensationRetry: RetryPolicy = .exponential(maxAttempts: 10, maxBackoff: .seconds(30)),
             logWriteRetry: RetryPolicy = .exponential(
                 maxAttempts: 5, initialBackoff: .milliseconds(10), maxBackoff: .seconds(1)),
-            jitterSeed: UInt64? = nil
+            jitterSeed: UInt64? = nil,
+            tracer: (any Tracer)? = nil,
+            metricsFactory: (any MetricsFactory)? = nil
         ) {
             self.maxConcurrentSagas = max(1, maxConcurrentSagas)
             self.clock = clock
             self.compensationRetry = compensationRetry
             self.logWriteRetry = logWriteRetry
             self.jitterSeed = jitterSeed
-            self.tracer = nil
-            self.metricsFactory = nil
+            self.tracer = tracer
+            self.metricsFactory = metricsFactory
         }
     }
 }

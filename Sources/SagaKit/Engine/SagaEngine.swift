@@ -13,6 +13,8 @@ import Tracing
 /// them later).
 ///
 /// ```swift
+/// import SagaKitSQLite  // SQLiteSagaStore, the embedded saga log
+///
 /// let engine = SagaEngine(store: try SQLiteSagaStore(path: "sagas.sqlite"), logger: logger)
 /// try engine.register(placeOrder)
 /// let group = ServiceGroup(services: [engine], logger: logger)
@@ -299,8 +301,8 @@ public final class SagaEngine: Service, Sendable {
     /// durable boundary (the outcome of the step in flight is logged), then returns. On cancellation
     /// it stops at once; either way, unfinished sagas resume from the log on the next start.
     ///
-    /// - Throws: A ``SagaStoreError`` if the log cannot be read for recovery, or ``SagaError`` if
-    ///   the engine is already running.
+    /// - Throws: A ``SagaStoreError`` if the log cannot be read for recovery, or ``SagaError`` with
+    ///   ``SagaError/Code/invalidOperatorAction`` if this engine has run before (an engine runs once).
     public func run() async throws {
         let (stream, continuation) = AsyncStream<Job>.makeStream()
         let queued: [Job] = try runtime.withLock { runtime in

@@ -74,6 +74,9 @@ public struct SagaHandle<Output: Codable & Sendable>: Sendable {
 
     /// Waits until the saga completes, compensates, needs attention or is resolved.
     ///
+    /// A saga the log shows as unfinished is awaited once the engine has loaded the log: call this
+    /// while the engine's ``SagaEngine/run()`` is running (or has run).
+    ///
     /// - Throws: ``SagaError`` with code ``SagaError/Code/interrupted`` when the engine stops first
     ///   (the saga resumes from the log on the next start), ``SagaError/Code/unknownSaga``, or
     ///   ``SagaError/Code/undecodablePayload`` when the logged output no longer decodes as `Output`.

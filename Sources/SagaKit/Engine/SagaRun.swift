@@ -406,6 +406,9 @@ final class SagaRun: Sendable {
             return
         }
         state.withLock { $0.stopForward = false }
+        // Outcomes held back for the next intent must be durable before any sibling is called;
+        // siblings' intents commit independently.
+        try await flush()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for step in steps {
                 group.addTask {
@@ -465,7 +468,8 @@ final class SagaRun: Sendable {
             stepSpan.attributes["saga.step.attempt"] = attempt
             let began = ContinuousClock.now
             let result = await call(
-                name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil
+                name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil,
+                trace: stepSpan.context
             ) { context in
                 try await step.run(context)
             }
@@ -496,7 +500,7 @@ final class SagaRun: Sendable {
                 if let sagaError = error as? SagaError,
                     sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable
                 {
-                    stepLogger.error("step cannot run: \(sagaError.message)")
+                    stepLogger.warning("step cannot run: \(sagaError.message)")
                     try await write([
                         Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error)),
                         Draft(kind: .sagaNeedsAttention, step: name, error: RecordedError(error)),
@@ -563,7 +567,7 @@ final class SagaRun: Sendable {
             let began = ContinuousClock.now
             let result = await call(
                 name: name, attempt: attempt, logger: stepLogger, timeout: step.options.timeout,
-                local: step.localCompensation, loggedOutput: output
+                local: step.localCompensation, loggedOutput: output, trace: stepSpan.context
             ) { context in
                 try await undo(output, context)
                 return Data()
@@ -598,7 +602,7 @@ final class SagaRun: Sendable {
                     recorded = RecordedError(error)
                 }
                 if recorded.isRetryable, policy.allowsAttempt(after: attempt - retryBase) {
-                    engine.metrics.retry(plan.name, name)
+                    engine.metrics.compensationRetry(plan.name, name)
                     let delay = engine.backoff(policy, after: attempt - retryBase)
                     stepLogger.info(
                         "compensation attempt failed; retrying",
@@ -630,6 +634,7 @@ final class SagaRun: Sendable {
         timeout: Duration?,
         local: (any Sendable)?,
         loggedOutput: Data?,
+        trace: ServiceContext,
         _ body: @escaping @Sendable (ErasedStepContext) async throws -> Data
     ) async -> Result<Data, any Error> {
         let (input, outputs) = state.withLock { ($0.input ?? Data(), $0.machine.outputs) }
@@ -644,7 +649,11 @@ final class SagaRun: Sendable {
                 output = try await runLocal(
                     local, name: name, attempt: attempt, key: key, input: input, loggedOutput: loggedOutput)
             } else {
-                output = try await withTimeout(timeout) { try await body(context) }
+                // The step's span is the current context while the participant runs, so its own
+                // spans (an HTTP or gRPC client's) become children of the step.
+                output = try await ServiceContext.withValue(trace) {
+                    try await withTimeout(timeout) { try await body(context) }
+                }
             }
             try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterCall, detail: name))
             return .success(output)
@@ -665,7 +674,9 @@ final class SagaRun: Sendable {
             body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input,
             attempt: attempt, outputs: outputs)
         let applied = Mutex(false)
+        let detail = compensating ? "compensation.succeeded(local)" : "step.succeeded(local)"
         do {
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, detail: detail))
             let output = try await engine.store.appendAfterLocalWork(work) { output in
                 let kind: SagaLogRecord.Kind = compensating ? .compensationSucceeded : .stepSucceeded
                 let draft = Draft(kind: kind, step: name, attempt: attempt, payload: compensating ? nil : output)
@@ -681,6 +692,7 @@ final class SagaRun: Sendable {
                 return append
             }
             markDurable()
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, detail: detail))
             return output
         } catch {
             if applied.withLock({ $0 }) {

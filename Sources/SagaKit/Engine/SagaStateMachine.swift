@@ -66,7 +66,6 @@ package struct SagaStateMachine: Sendable {
     /// The phase an operator retry returns to.
     package private(set) var phaseBeforeAttention: Phase = .forward
     package private(set) var nextSequence = 1
-    package private(set) var startedAt: Date?
 
     package init(plan: SagaPlan, sagaID: String) {
         self.plan = plan
@@ -90,8 +89,10 @@ package struct SagaStateMachine: Sendable {
         }
     }
 
+    /// Whether a step that cannot be compensated (the pivot, or a retriable step) has started:
+    /// past this point the saga can only go forward.
     package var pivotStarted: Bool {
-        plan.groups.lazy.flatMap(\.steps).contains { $0.kind == .pivot && (steps[$0.name]?.attempts ?? 0) > 0 }
+        plan.groups.lazy.flatMap(\.steps).contains { $0.kind != .compensatable && (steps[$0.name]?.attempts ?? 0) > 0 }
     }
 
     package var outputs: StepOutputs {
@@ -128,7 +129,6 @@ package struct SagaStateMachine: Sendable {
             phase = .forward
             input = record.payload ?? Data()
             metadata = record.metadata
-            startedAt = record.timestamp
 
         case .stepStarted:
             let name = try stepName()

@@ -10,7 +10,7 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
         enum Base: String, Sendable {
             case emptySaga, emptyParallelGroup, invalidName, duplicateStepName, compensatableAfterPivot
             case multiplePivots, retriableBeforePivot, pivotInParallelGroup, missingCompensation
-            case invalidUnknownOutcomePolicy, conflictingRegistration
+            case invalidUnknownOutcomePolicy
         }
 
         let base: Base
@@ -35,8 +35,6 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
         public static let missingCompensation = Code(base: .missingCompensation)
         /// A pivot or retriable step asks to compensate an unknown outcome.
         public static let invalidUnknownOutcomePolicy = Code(base: .invalidUnknownOutcomePolicy)
-        /// A different definition with the same name and fingerprint is already registered.
-        public static let conflictingRegistration = Code(base: .conflictingRegistration)
 
         public var description: String { base.rawValue }
     }

@@ -2,7 +2,7 @@
 ///
 /// A store error never means committed records were lost: a failed write wrote nothing, and a store
 /// that cannot open a file leaves the file as it was.
-public struct SagaStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomStringConvertible {
     /// The bounded kind of error; usable as a metric label.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
@@ -54,6 +54,15 @@ public struct SagaStoreError: Error, Hashable, Sendable, CustomStringConvertible
         self.code = code
         self.path = path
         self.message = message
+    }
+
+    /// Whether retrying could help: a lock may be released, space freed or an I/O error pass;
+    /// a foreign, damaged or newer file, a read-only one or an unsupported operation stays so.
+    public var isRetryable: Bool {
+        switch code.base {
+        case .locked, .diskFull, .io: true
+        default: false
+        }
     }
 
     public var description: String {

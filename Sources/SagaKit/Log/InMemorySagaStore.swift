@@ -30,6 +30,7 @@ public final class InMemorySagaStore: SagaStore {
     /// How many appends this store has committed.
     public var appendCount: Int { state.withLock { $0.appends } }
 
+    /// Applies the append atomically, as a durable store would.
     public func append(_ append: SagaLogAppend) async throws {
         try state.withLock { state in
             let now = append.records.last?.timestamp ?? Date()
@@ -66,14 +67,17 @@ public final class InMemorySagaStore: SagaStore {
         }
     }
 
+    /// The saga's row, or `nil`.
     public func summary(of sagaID: String) async throws -> SagaSummary? {
         state.withLock { $0.sagas[sagaID]?.summary }
     }
 
+    /// The saga's records, by sequence.
     public func records(of sagaID: String) async throws -> [SagaLogRecord] {
         state.withLock { $0.sagas[sagaID]?.records ?? [] }
     }
 
+    /// Sagas matching the query, oldest first.
     public func sagas(matching query: SagaQuery) async throws -> [SagaSummary] {
         state.withLock { state in
             let sagas = state.sagas
@@ -83,6 +87,7 @@ public final class InMemorySagaStore: SagaStore {
         }
     }
 
+    /// Running and compensating sagas with their records.
     public func activeSagaRecords() async throws -> [SagaLogRecords] {
         state.withLock { state in
             state.order.compactMap { state.sagas[$0] }.filter { $0.summary.status.isActive }

@@ -7,7 +7,9 @@ public import Foundation
 public struct SagaLogRecord: Hashable, Sendable {
     /// What a record says happened. The raw values are written to the log and never change.
     public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The name written to the log.
         public let rawValue: String
+        /// A kind from its logged name.
         public init(rawValue: String) { self.rawValue = rawValue }
 
         /// The saga was accepted: payload is its input; metadata holds its deadline and trace context.
@@ -130,7 +132,9 @@ public struct RecordedError: Codable, Hashable, Sendable, CustomStringConvertibl
 
 /// Where a saga stands. Stored with every saga and used to list sagas.
 public struct SagaStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The name stored with the saga.
     public let rawValue: String
+    /// A status from its stored name.
     public init(rawValue: String) { self.rawValue = rawValue }
 
     /// Running its steps forward.

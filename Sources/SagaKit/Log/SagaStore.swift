@@ -4,8 +4,8 @@ public import Foundation
 ///
 /// An engine writes each saga's history through ``append(_:)`` and reads it back for recovery and
 /// inspection. SagaKit ships ``InMemorySagaStore`` for tests and `SQLiteSagaStore` (in
-/// `SagaKitSQLite`) as the embedded default; run the store contract suite in `SagaKitTesting`
-/// against your own.
+/// `SagaKitSQLite`) as the embedded default. A store of your own must keep the contract below;
+/// `InMemorySagaStore` is the reference for its semantics.
 ///
 /// - Important: ``append(_:)`` must not return before its records are durable, must apply each
 ///   ``SagaLogAppend`` atomically, and must reject a record whose `(sagaID, sequence)` is already
@@ -56,7 +56,9 @@ public struct LocalStepWork: Sendable {
     public let body: any Sendable
     /// The saga and step concerned.
     public let sagaID: String
+    /// The step's stable name.
     public let stepName: String
+    /// The step's key, `<saga id>/<step name>`.
     public let idempotencyKey: String
     /// The output the step logged, for local compensations; `nil` for actions.
     public let loggedOutput: Data?

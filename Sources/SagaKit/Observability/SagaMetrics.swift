@@ -66,6 +66,10 @@ final class SagaMetrics: Sendable {
         counter("sagakit_step_retries_total", [("saga", saga), ("step", step)]).increment()
     }
 
+    func compensationRetry(_ saga: String, _ step: String) {
+        counter("sagakit_compensation_retries_total", [("saga", saga), ("step", step)]).increment()
+    }
+
     func recovered(_ saga: String) {
         counter("sagakit_recovered_total", [("saga", saga)]).increment()
     }

@@ -43,7 +43,7 @@ public struct RetryPolicy: Hashable, Sendable {
     /// No limit on attempts, 100 ms initial cap, 30 s maximum cap: the default for retriable steps.
     public static let forever = RetryPolicy.exponential(maxAttempts: nil, maxBackoff: .seconds(30))
     /// One attempt, no retries.
-    public static let none = RetryPolicy(maxAttempts: 1, initialBackoff: .zero, maxBackoff: .zero)
+    public static let noRetries = RetryPolicy(maxAttempts: 1, initialBackoff: .zero, maxBackoff: .zero)
 
     /// Whether another attempt may follow attempt number `attempt`.
     public func allowsAttempt(after attempt: Int) -> Bool {
