@@ -51,7 +51,10 @@ let package = Package(
         ),
         .target(
             name: "SagaKitTesting",
-            dependencies: ["SagaKit"],
+            dependencies: [
+                "SagaKit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(

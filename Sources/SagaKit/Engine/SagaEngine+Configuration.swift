@@ -1,4 +1,5 @@
 public import CoreMetrics
+package import Foundation
 public import Tracing
 
 extension SagaEngine {
@@ -29,6 +30,10 @@ extension SagaEngine {
         public var metricsFactory: (any MetricsFactory)?
         /// Test hook called at every durable point; see `SagaKitTesting`. Default `nil`.
         package var faultPoint: (@Sendable (FaultPoint) throws -> Void)?
+        /// Test hook wrapping every participant call (action or compensation); see `SagaKitTesting`.
+        package var interceptor: (@Sendable (ParticipantCall, @Sendable () async throws -> Data) async throws -> Data)?
+        /// A deliberately broken behaviour, for tests of the testing kit only. Default `nil`.
+        package var plantedBug: PlantedBug?
 
         /// Creates a configuration with the documented defaults.
         public init(
@@ -54,13 +59,56 @@ extension SagaEngine {
 
 /// A durable point in a saga's execution, where the testing kit can simulate a crash.
 package struct FaultPoint: Sendable, Hashable, CustomStringConvertible {
-    package enum Moment: String, Sendable { case beforeAppend, afterAppend, beforeCall, afterCall }
+    package enum Moment: String, Sendable {
+        case beforeAppend, afterAppend, beforeCall, afterCall
+        /// A participant call failed (not a durable point: the engine learned the outcome).
+        case callFailed
+    }
     package var sagaID: String
     package var moment: Moment
+    /// The step called, for call moments.
+    package var step: String?
+    /// Whether the call is a compensation, for call moments.
+    package var isCompensation: Bool
+    /// The record kinds appended, for append moments.
+    package var records: [String]
+
+    package init(
+        sagaID: String, moment: Moment, step: String? = nil, isCompensation: Bool = false, records: [String] = []
+    ) {
+        self.sagaID = sagaID
+        self.moment = moment
+        self.step = step
+        self.isCompensation = isCompensation
+        self.records = records
+    }
+
     /// The record kinds being appended, or the step being called.
-    package var detail: String
+    package var detail: String {
+        switch moment {
+        case .beforeAppend, .afterAppend: records.joined(separator: "+")
+        case .beforeCall, .afterCall, .callFailed: (isCompensation ? "compensate " : "") + (step ?? "")
+        }
+    }
 
     package var description: String { "\(moment.rawValue)(\(detail))" }
+}
+
+/// A participant call as the engine is about to make it, for the testing kit's interceptor.
+package struct ParticipantCall: Sendable, Hashable {
+    package var sagaID: String
+    package var step: String
+    package var isCompensation: Bool
+    package var attempt: Int
+    package var idempotencyKey: String
+}
+
+/// Deliberately broken engine behaviour, for proving that the testing kit catches bugs.
+package struct PlantedBug: Hashable, Sendable {
+    package enum Base: Sendable { case skipWriteAheadIntent }
+    package let base: Base
+    /// A step's intent is written after its participant call, with its outcome, instead of before.
+    package static let skipWriteAheadIntent = PlantedBug(base: .skipWriteAheadIntent)
 }
 
 /// Thrown by a fault hook (or a fault-injecting store) to stop a saga as if its process died:

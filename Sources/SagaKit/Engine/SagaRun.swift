@@ -209,14 +209,14 @@ final class SagaRun: Sendable {
 
     private func persist(_ append: SagaLogAppend) async throws {
         if append.records.isEmpty, append.creation == nil { return }
-        let detail = append.records.map(\.kind.rawValue).joined(separator: "+")
+        let kinds = append.records.map(\.kind.rawValue)
         var attempt = 1
         while true {
             do {
-                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, detail: detail))
+                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, records: kinds))
                 try await engine.store.append(append)
                 markDurable()
-                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, detail: detail))
+                try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, records: kinds))
                 return
             } catch is SimulatedCrash {
                 throw RunStop(kind: .crashed)
@@ -453,8 +453,12 @@ final class SagaRun: Sendable {
                     deadlineBinds = true
                 }
             }
-            let wrote = try await write([Draft(kind: .stepStarted, step: name, attempt: attempt)]) { state in
-                state.machine.phase == .forward && !state.stopForward
+            let skipIntent = engine.configuration.plantedBug == .skipWriteAheadIntent
+            if skipIntent { try await flush() }
+            let wrote = try await write(
+                [Draft(kind: .stepStarted, step: name, attempt: attempt)], deferring: skipIntent
+            ) {
+                state in state.machine.phase == .forward && !state.stopForward
             }
             guard wrote else { return }
 
@@ -469,7 +473,7 @@ final class SagaRun: Sendable {
             let began = ContinuousClock.now
             let result = await call(
                 name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil,
-                trace: stepSpan.context
+                isCompensation: false, trace: stepSpan.context
             ) { context in
                 try await step.run(context)
             }
@@ -567,7 +571,7 @@ final class SagaRun: Sendable {
             let began = ContinuousClock.now
             let result = await call(
                 name: name, attempt: attempt, logger: stepLogger, timeout: step.options.timeout,
-                local: step.localCompensation, loggedOutput: output, trace: stepSpan.context
+                local: step.localCompensation, loggedOutput: output, isCompensation: true, trace: stepSpan.context
             ) { context in
                 try await undo(output, context)
                 return Data()
@@ -634,6 +638,7 @@ final class SagaRun: Sendable {
         timeout: Duration?,
         local: (any Sendable)?,
         loggedOutput: Data?,
+        isCompensation: Bool,
         trace: ServiceContext,
         _ body: @escaping @Sendable (ErasedStepContext) async throws -> Data
     ) async -> Result<Data, any Error> {
@@ -643,7 +648,8 @@ final class SagaRun: Sendable {
             sagaID: id, stepName: name, input: input, idempotencyKey: key, attempt: attempt, logger: logger,
             outputs: outputs)
         do {
-            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeCall, detail: name))
+            let point = FaultPoint(sagaID: id, moment: .beforeCall, step: name, isCompensation: isCompensation)
+            try engine.configuration.faultPoint?(point)
             let output: Data
             if let local {
                 output = try await runLocal(
@@ -652,14 +658,28 @@ final class SagaRun: Sendable {
                 // The step's span is the current context while the participant runs, so its own
                 // spans (an HTTP or gRPC client's) become children of the step.
                 output = try await ServiceContext.withValue(trace) {
-                    try await withTimeout(timeout) { try await body(context) }
+                    try await withTimeout(timeout) {
+                        guard let interceptor = self.engine.configuration.interceptor else {
+                            return try await body(context)
+                        }
+                        let call = ParticipantCall(
+                            sagaID: self.id, step: name, isCompensation: isCompensation, attempt: attempt,
+                            idempotencyKey: key)
+                        return try await interceptor(call) { try await body(context) }
+                    }
                 }
             }
-            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterCall, detail: name))
+            var after = point
+            after.moment = .afterCall
+            try engine.configuration.faultPoint?(after)
             return .success(output)
         } catch is SimulatedCrash {
             return .failure(RunStop(kind: .crashed))
         } catch {
+            if !Task.isCancelled {
+                try? engine.configuration.faultPoint?(
+                    FaultPoint(sagaID: id, moment: .callFailed, step: name, isCompensation: isCompensation))
+            }
             return .failure(error)
         }
     }
@@ -674,9 +694,11 @@ final class SagaRun: Sendable {
             body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input,
             attempt: attempt, outputs: outputs)
         let applied = Mutex(false)
-        let detail = compensating ? "compensation.succeeded(local)" : "step.succeeded(local)"
+        let kinds = [
+            compensating ? SagaLogRecord.Kind.compensationSucceeded.rawValue : SagaLogRecord.Kind.stepSucceeded.rawValue
+        ]
         do {
-            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, detail: detail))
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, records: kinds))
             let output = try await engine.store.appendAfterLocalWork(work) { output in
                 let kind: SagaLogRecord.Kind = compensating ? .compensationSucceeded : .stepSucceeded
                 let draft = Draft(kind: kind, step: name, attempt: attempt, payload: compensating ? nil : output)
@@ -692,7 +714,7 @@ final class SagaRun: Sendable {
                 return append
             }
             markDurable()
-            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, detail: detail))
+            try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, records: kinds))
             return output
         } catch {
             if applied.withLock({ $0 }) {
