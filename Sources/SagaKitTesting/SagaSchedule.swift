@@ -13,6 +13,13 @@ public struct SagaShape: Hashable, Sendable, CustomStringConvertible {
         public var kind: SagaStepKind
         /// Whether recovery compensates (rather than retries) an unknown outcome.
         public var compensatesUnknownOutcome: Bool
+
+        /// Creates a step.
+        public init(name: String, kind: SagaStepKind, compensatesUnknownOutcome: Bool = false) {
+            self.name = name
+            self.kind = kind
+            self.compensatesUnknownOutcome = compensatesUnknownOutcome
+        }
     }
 
     /// A fault on one step's calls.
@@ -21,6 +28,12 @@ public struct SagaShape: Hashable, Sendable, CustomStringConvertible {
         public var step: String
         /// The fault.
         public var fault: ParticipantFault
+
+        /// Creates a fault on a step.
+        public init(step: String, fault: ParticipantFault) {
+            self.step = step
+            self.fault = fault
+        }
     }
 
     /// The elements in order; an element of more than one step is a parallel group.
@@ -30,6 +43,12 @@ public struct SagaShape: Hashable, Sendable, CustomStringConvertible {
 
     /// All steps, in order.
     public var steps: [Step] { groups.flatMap { $0 } }
+
+    /// Creates a shape.
+    public init(groups: [[Step]], faults: [Fault] = []) {
+        self.groups = groups
+        self.faults = faults
+    }
 
     public var description: String {
         let body = groups.map { group in
@@ -46,18 +65,38 @@ public struct SagaShape: Hashable, Sendable, CustomStringConvertible {
 /// A property-test schedule: sagas started concurrently, and where (if anywhere) the engine crashes
 /// before a new engine recovers them.
 public struct SagaSchedule: Hashable, Sendable, CustomStringConvertible {
+    /// Where the first engine dies: at a durable point of one saga, counted from 0 over that saga's
+    /// points only, so the crash falls at the same place whatever the other sagas do.
+    public struct Crash: Hashable, Sendable {
+        /// The saga (index into ``SagaSchedule/sagas``).
+        public var saga: Int
+        /// The durable point of that saga.
+        public var point: Int
+
+        /// Creates a crash point.
+        public init(saga: Int, point: Int) {
+            self.saga = saga
+            self.point = point
+        }
+    }
+
+    /// Creates a schedule.
+    public init(sagas: [SagaShape], crash: Crash? = nil) {
+        self.sagas = sagas
+        self.crash = crash
+    }
+
     /// The sagas, started at once.
     public var sagas: [SagaShape]
-    /// The durable point (counted across all sagas, from 0) at which the first engine dies; `nil`
-    /// for no crash.
-    public var crashAt: Int?
+    /// Where the first engine dies; `nil` for no crash.
+    public var crash: Crash?
 
     /// The number of steps over all sagas: a measure of how small a counterexample is.
     public var size: Int { sagas.reduce(0) { $0 + $1.steps.count } + sagas.reduce(0) { $0 + $1.faults.count } }
 
     public var description: String {
         sagas.enumerated().map { "saga \($0.offset): \($0.element)" }.joined(separator: "\n")
-            + "\ncrash: " + (crashAt.map { "at durable point \($0)" } ?? "none")
+            + "\ncrash: " + (crash.map { "saga \($0.saga), at its durable point \($0.point)" } ?? "none")
     }
 }
 
@@ -72,62 +111,67 @@ public struct SagaSchedule: Hashable, Sendable, CustomStringConvertible {
 /// }
 /// ```
 public enum SagaGen {
-    /// A fault gene: step index, fault kind, call number.
-    static func fault() -> Generator<(Int, Int, Int), some SendableSequenceType> {
-        zip(Gen.int(in: 0...7), Gen.int(in: 0...4), Gen.int(in: 1...2))
+    /// One step's genes: compensates its unknown outcome, fault kind (0 = none), call number. A step
+    /// carries its own genes, so removing it while shrinking removes them too.
+    static func stepGene() -> Generator<(Bool, Int, Int), some SendableSequenceType> {
+        zip(Gen.bool(0.3), Gen.int(in: 0...5), Gen.int(in: 1...2))
     }
 
     /// A saga shape of 1 to 8 steps: 0–3 compensatable groups of 1–3 steps, an optional pivot,
-    /// 0–2 retriable steps, random unknown-outcome policies and up to 3 faults.
+    /// 0–2 retriable steps, random unknown-outcome policies and at most one fault per step.
     public static func shape() -> Generator<SagaShape, some SendableSequenceType> {
-        zip(
-            Gen.int(in: 1...3).array(of: 0...3), Gen.bool, Gen.int(in: 0...2), Gen.int(in: 0...255),
-            fault().array(of: 0...3)
-        ).map { input in
-            makeShape(groupSizes: input.0, pivot: input.1, retriables: input.2, policyBits: input.3, faults: input.4)
+        zip(stepGene().array(of: 1...3).array(of: 0...3), Gen.bool, stepGene().array(of: 0...2), stepGene()).map {
+            input in
+            makeShape(groups: input.0, pivot: input.1 ? input.3 : nil, retriables: input.2)
         }
     }
 
     /// A schedule of 1 to 3 concurrent sagas and an optional crash point.
     public static func schedule(maxSagas: Int = 3) -> Generator<SagaSchedule, some SendableSequenceType> {
-        zip(shape().array(of: 1...max(1, maxSagas)), Gen.int(in: 0...60).optional(valueRate: 0.8)).map { input in
-            SagaSchedule(sagas: input.0, crashAt: input.1)
+        zip(
+            shape().array(of: 1...max(1, maxSagas)),
+            zip(Gen.int(in: 0...max(0, maxSagas - 1)), Gen.int(in: 0...30)).optional(valueRate: 0.8)
+        ).map { input in
+            let crash = input.1.map { SagaSchedule.Crash(saga: $0.0 % input.0.count, point: $0.1) }
+            return SagaSchedule(sagas: input.0, crash: crash)
         }
     }
 
-    static func makeShape(groupSizes: [Int], pivot: Bool, retriables: Int, policyBits: Int, faults: [(Int, Int, Int)])
+    static func makeShape(groups genes: [[(Bool, Int, Int)]], pivot: (Bool, Int, Int)?, retriables: [(Bool, Int, Int)])
         -> SagaShape
     {
         var groups: [[SagaShape.Step]] = []
+        var faults: [SagaShape.Fault] = []
         var index = 0
-        func step(_ kind: SagaStepKind) -> SagaShape.Step {
+        func step(_ kind: SagaStepKind, _ gene: (Bool, Int, Int)) -> SagaShape.Step {
             defer { index += 1 }
-            let compensates = kind == .compensatable && (policyBits >> index) & 1 == 1
-            return SagaShape.Step(name: "s\(index)", kind: kind, compensatesUnknownOutcome: compensates)
-        }
-        for size in groupSizes where index + size <= 6 {
-            groups.append((0..<size).map { _ in step(.compensatable) })
-        }
-        if pivot || (groups.isEmpty && retriables == 0) { groups.append([step(.pivot)]) }
-        for _ in 0..<retriables where index < 8 { groups.append([step(.retriable)]) }
-        let steps = groups.flatMap { $0 }
-        let shapedFaults = faults.compactMap { gene -> SagaShape.Fault? in
-            guard gene.0 < steps.count else { return nil }
-            let target = steps[gene.0]
-            let fault: ParticipantFault
+            let step = SagaShape.Step(
+                name: "s\(index)", kind: kind, compensatesUnknownOutcome: kind == .compensatable && gene.0)
+            let call = gene.2
+            let fault: ParticipantFault?
             switch gene.1 {
-            case 0: fault = .fail(call: gene.2)
+            case 1: fault = .fail(call: call)
             // A business failure comes first or not at all: an idempotent participant that applied a key
             // answers a repeat with its result, not with a refusal.
-            case 1: fault = .fail(call: 1, retryable: false)
-            case 2: fault = .loseReply(call: gene.2)
-            case 3: fault = .duplicate(call: gene.2)
-            default:
-                guard target.kind == .compensatable else { return nil }
-                fault = gene.2 == 1 ? .failCompensation(times: 2) : .failCompensationForGood
+            case 2: fault = .fail(call: 1, retryable: false)
+            case 3: fault = .loseReply(call: call)
+            case 4: fault = .duplicate(call: call)
+            case 5 where kind == .compensatable:
+                fault = call == 1 ? .failCompensation(times: 2) : .failCompensationForGood
+            default: fault = nil
             }
-            return SagaShape.Fault(step: target.name, fault: fault)
+            if let fault { faults.append(SagaShape.Fault(step: step.name, fault: fault)) }
+            return step
         }
-        return SagaShape(groups: groups, faults: shapedFaults)
+        for group in genes where index + group.count <= 6 {
+            groups.append(group.map { step(.compensatable, $0) })
+        }
+        if let pivot {
+            groups.append([step(.pivot, pivot)])
+        } else if groups.isEmpty && retriables.isEmpty {
+            groups.append([step(.pivot, (false, 0, 1))])
+        }
+        for gene in retriables { groups.append([step(.retriable, gene)]) }
+        return SagaShape(groups: groups, faults: faults)
     }
 }

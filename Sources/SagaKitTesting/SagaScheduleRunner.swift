@@ -43,7 +43,8 @@ public struct SagaScheduleRunner: Sendable {
         }
         let ids = definitions.indices.map { "schedule-saga-\($0)" }
 
-        let crashing = FaultPointRecorder(trace: trace, crashAt: schedule.crashAt)
+        let crashing = FaultPointRecorder(
+            trace: trace, crashAt: schedule.crash?.point, inSaga: schedule.crash.map { ids[$0.saga] })
         let first = SagaEngine(
             store: store, configuration: crashing.configure(faults.configure(configuration)), logger: logger)
         try await withRunningSagaEngine(first) { engine in

@@ -81,15 +81,21 @@ final class FaultPointRecorder: Sendable {
     struct State {
         var points: [String] = []
         var crashAt: Int?
+        /// When set, only this saga's points count towards `crashAt`.
+        var crashSaga: String?
+        var counted = 0
         var crashed: String?
     }
 
     private let state = Mutex(State())
     let trace: SagaTrace
 
-    init(trace: SagaTrace, crashAt: Int? = nil) {
+    init(trace: SagaTrace, crashAt: Int? = nil, inSaga saga: String? = nil) {
         self.trace = trace
-        state.withLock { $0.crashAt = crashAt }
+        state.withLock {
+            $0.crashAt = crashAt
+            $0.crashSaga = saga
+        }
     }
 
     var points: [String] { state.withLock { $0.points } }
@@ -112,9 +118,13 @@ final class FaultPointRecorder: Sendable {
         }
         let crash = state.withLock { state -> Bool in
             if state.crashed != nil { return true }
-            if state.crashAt == state.points.count {
-                state.crashed = "\(state.points.count + 1): \(point)"
-                return true
+            let counts = state.crashSaga.map { $0 == point.sagaID } ?? true
+            if counts {
+                if state.crashAt == state.counted {
+                    state.crashed = "\(state.counted + 1): \(point)"
+                    return true
+                }
+                state.counted += 1
             }
             state.points.append(point.description)
             return false

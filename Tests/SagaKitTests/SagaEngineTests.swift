@@ -273,8 +273,10 @@ struct SagaEngineTests {
         try await withRunningSagaEngine(engine()) { engine in
             let handle = try await engine.start(saga, id: "c-1", input: Order(id: 11))
             await participant.waitForCalls("charge")
-            try await engine.cancel(sagaID: "c-1", reason: "customer changed their mind")
+            // The cancellation is logged at the saga's next durable boundary: after charge returns.
+            async let cancelled: Void = engine.cancel(sagaID: "c-1", reason: "customer changed their mind")
             participant.release("charge")
+            try await cancelled
             let outcome = try await handle.outcome()
             guard case .compensated(let failure) = outcome else {
                 Issue.record("expected compensated, got \(outcome)")

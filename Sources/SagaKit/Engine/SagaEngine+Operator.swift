@@ -41,6 +41,7 @@ extension SagaEngine {
     /// - Throws: ``SagaError`` with ``SagaError/Code/invalidOperatorAction`` when the saga does not need
     ///   attention, ``SagaError/Code/unknownSaga``, or a definition code when it cannot be run here.
     public func retry(sagaID: String, note: String? = nil) async throws {
+        try ensureRunning(sagaID, action: "retried")
         let run = try await loadRun(sagaID, expecting: .needsAttention, action: "retried")
         do {
             try await run.write([SagaRun.Draft(kind: .operatorRetried, note: note)])
@@ -87,38 +88,25 @@ extension SagaEngine {
     /// - Throws: ``SagaError`` with ``SagaError/Code/cannotCancel`` when the pivot has started or
     ///   the saga is not running forward, or ``SagaError/Code/unknownSaga``.
     public func cancel(sagaID: String, reason: String) async throws {
-        let run: SagaRun
-        var isNew = false
         if let active = activeRun(sagaID) {
-            run = active
-        } else {
-            run = try await loadRun(sagaID, expecting: .running, action: "cancelled")
-            isNew = true
+            try await active.requestCancel(reason: reason)
+            return
         }
-        let wrote: Bool
+        try ensureRunning(sagaID, action: "cancelled")
+        let run = try await loadRun(sagaID, expecting: .running, action: "cancelled")
         do {
-            wrote = try await run.write([SagaRun.Draft(kind: .operatorCancelled, note: reason)]) { state in
-                state.machine.phase == .forward && !state.machine.pivotStarted
-            }
+            try await run.requestCancel(reason: reason) { enqueue(.run(run)) }
         } catch {
-            if isNew { runEnded(run) }
-            throw Self.operatorError(error, sagaID: sagaID)
+            runEnded(run)
+            throw error
         }
-        guard wrote else {
-            if isNew { runEnded(run) }
-            let status = run.state.withLock { $0.machine.status }
-            throw SagaError(
-                .cannotCancel, sagaID: sagaID,
-                message: "saga '\(sagaID)' is \(status) and past the start of its pivot; it can no longer be cancelled")
-        }
-        run.logger.info("operator cancelled saga", metadata: ["reason": "\(reason)"])
-        if isNew { enqueue(.run(run)) }
     }
 
     /// Resumes a saga that the log shows as running or compensating but that no engine is running,
     /// for example after its log writes failed and the disk has been freed.
     public func resume(sagaID: String) async throws {
         guard activeRun(sagaID) == nil else { return }
+        try ensureRunning(sagaID, action: "resumed")
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
@@ -131,6 +119,16 @@ extension SagaEngine {
         try prepareResumption(SagaLogRecords(summary: summary, records: records))
         if activeRun(sagaID) == nil, let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
             throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
+        }
+    }
+
+    /// Refuses actions that would queue a run when the engine has stopped (its queue is never drained).
+    func ensureRunning(_ sagaID: String, action: String) throws {
+        let stopped = runtime.withLock { $0.hasRun && !$0.isRunning || $0.isShuttingDown }
+        if stopped {
+            throw SagaError(
+                .shuttingDown, sagaID: sagaID,
+                message: "the saga engine has stopped or is shutting down; saga '\(sagaID)' cannot be \(action) by it")
         }
     }
 

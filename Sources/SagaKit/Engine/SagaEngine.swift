@@ -214,12 +214,22 @@ public final class SagaEngine: Service, Sendable {
     }
 
     func enqueue(_ job: Job) {
-        runtime.withLock { runtime in
-            if let jobs = runtime.jobs {
+        let dropped = runtime.withLock { runtime -> Bool in
+            if let jobs = runtime.jobs, !runtime.isShuttingDown {
                 jobs.yield(job)
+            } else if runtime.hasRun || runtime.isShuttingDown {
+                return true  // the engine has stopped: nothing would run the job
             } else {
                 runtime.queued.append(job)
             }
+            return false
+        }
+        if dropped, case .run(let run) = job {
+            runEnded(run)
+            run.interrupt(
+                SagaError(
+                    .interrupted, sagaID: run.id,
+                    message: "the saga engine has stopped; saga '\(run.id)' resumes on the next start"))
         }
     }
 
@@ -239,7 +249,17 @@ public final class SagaEngine: Service, Sendable {
 
     func settlement(of sagaID: String) async throws -> SagaSettlement {
         if let run = activeRun(sagaID) {
-            return try await run.settlement()
+            do {
+                return try await run.settlement()
+            } catch is RunSuperseded {
+                // The run duplicated a saga already in the log: make sure that saga runs, then look
+                // it up instead.
+                await waitForRecovery()
+                if activeRun(sagaID) == nil, runtime.withLock({ $0.isRunning && !$0.isShuttingDown }) {
+                    try? await resume(sagaID: sagaID)
+                }
+                if let run = activeRun(sagaID) { return try await run.settlement() }
+            }
         }
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")

@@ -9,6 +9,10 @@ struct RunStop: Error {
     var kind: Kind
 }
 
+/// What waiters of a run get when the run turns out to duplicate a saga already in the log: they
+/// look the saga up again.
+struct RunSuperseded: Error {}
+
 /// A timeout of one attempt: its outcome is unknown, so it is retried with the same key.
 struct StepTimeoutError: Error, CustomStringConvertible {
     var timeout: Duration
@@ -34,11 +38,17 @@ final class SagaRun: Sendable {
         var creation: SagaCreation?
         var accepted: Result<Void, any Error>?
         var acceptWaiters: [CheckedContinuation<Void, any Error>] = []
-        var result: Result<SagaSettlement, SagaError>?
+        var result: Result<SagaSettlement, any Error>?
         var waiters: [CheckedContinuation<SagaSettlement, any Error>] = []
         var input: (any Sendable)?
         /// A sibling failed for good: no new forward attempts in this group.
         var stopForward = false
+        /// An operator asked to cancel: no new forward attempts; the run logs the cancellation at its
+        /// next boundary, then resumes the waiting operators.
+        var cancelRequest: (reason: String, waiters: [CheckedContinuation<Void, any Error>])?
+        /// A step cannot run for want of a decodable payload: the run raises attention once the
+        /// step's group has finished.
+        var attention: (step: String, cause: RecordedError)?
         var recovered = false
     }
 
@@ -104,7 +114,7 @@ final class SagaRun: Sendable {
 
     func settlement() async throws -> SagaSettlement {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SagaSettlement, any Error>) in
-            let ready = state.withLock { state -> Result<SagaSettlement, SagaError>? in
+            let ready = state.withLock { state -> Result<SagaSettlement, any Error>? in
                 if let result = state.result { return result }
                 state.waiters.append(continuation)
                 return nil
@@ -123,20 +133,112 @@ final class SagaRun: Sendable {
         for waiter in waiters { waiter.resume(with: result) }
     }
 
-    private func resolve(_ result: Result<SagaSettlement, SagaError>) {
-        let waiters = state.withLock { state -> [CheckedContinuation<SagaSettlement, any Error>] in
-            guard state.result == nil else { return [] }
+    private func resolve(_ result: Result<SagaSettlement, any Error>) {
+        let (waiters, cancellers, status) = state.withLock {
+            state -> (
+                [CheckedContinuation<SagaSettlement, any Error>], [CheckedContinuation<Void, any Error>], SagaStatus
+            ) in
+            guard state.result == nil else { return ([], [], state.machine.status) }
             state.result = result
-            defer { state.waiters = [] }
-            return state.waiters
+            defer {
+                state.waiters = []
+                state.cancelRequest = nil
+            }
+            return (state.waiters, state.cancelRequest?.waiters ?? [], state.machine.status)
         }
-        for waiter in waiters { waiter.resume(with: result.mapError { $0 as any Error }) }
+        for waiter in waiters { waiter.resume(with: result) }
+        let refusal: any Error
+        switch result {
+        case .failure(let error): refusal = error
+        case .success:
+            refusal = SagaError(
+                .cannotCancel, sagaID: id, message: "saga '\(id)' ended \(status) before it could be cancelled")
+        }
+        for canceller in cancellers { canceller.resume(throwing: refusal) }
     }
 
     /// Ends every wait with an error; the saga stays as last logged.
-    func interrupt(_ error: SagaError) {
+    func interrupt(_ error: any Error) {
         resolveAcceptance(.failure(error))
         resolve(.failure(error))
+    }
+
+    /// Asks the run to cancel the saga; returns once `operator.cancelled` is durable.
+    ///
+    /// `registered` runs once the request is in place (the caller queues a run that is not executing).
+    func requestCancel(reason: String, registered: () -> Void = {}) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let refusal = state.withLock { state -> SagaError? in
+                if state.result != nil || state.machine.phase != .forward || state.machine.pivotStarted {
+                    return SagaError(
+                        .cannotCancel, sagaID: id,
+                        message:
+                            "saga '\(id)' is \(state.machine.status) and past the start of its pivot; it can no longer be cancelled"
+                    )
+                }
+                if state.cancelRequest == nil {
+                    state.cancelRequest = (reason, [continuation])
+                } else {
+                    state.cancelRequest?.waiters.append(continuation)
+                }
+                return nil
+            }
+            if let refusal {
+                continuation.resume(throwing: refusal)
+            } else {
+                registered()
+            }
+        }
+    }
+
+    /// Logs a requested cancellation, or a pending needs-attention, at a boundary of the run.
+    private func handleRequests() async throws {
+        let (cancel, attention) = state.withLock { state in
+            (state.cancelRequest, state.attention)
+        }
+        if let cancel {
+            let wrote: Bool
+            do {
+                wrote = try await write([Draft(kind: .operatorCancelled, note: cancel.reason)]) { state in
+                    state.machine.phase == .forward && !state.machine.pivotStarted
+                }
+            } catch {
+                let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+                    defer { state.cancelRequest = nil }
+                    return state.cancelRequest?.waiters ?? []
+                }
+                let failure: any Error =
+                    (error as? RunStop).flatMap {
+                        if case .failed(let error) = $0.kind { return error }
+                        return nil
+                    }
+                    ?? SagaError(
+                        .interrupted, sagaID: id, message: "the engine stopped before the cancellation was logged")
+                for waiter in waiters { waiter.resume(throwing: failure) }
+                throw error
+            }
+            let (waiters, phase) = state.withLock {
+                state -> ([CheckedContinuation<Void, any Error>], SagaStateMachine.Phase) in
+                defer { state.cancelRequest = nil }
+                return (state.cancelRequest?.waiters ?? [], state.machine.phase)
+            }
+            if wrote {
+                logger.info("operator cancelled saga", metadata: ["reason": "\(cancel.reason)"])
+                for waiter in waiters { waiter.resume() }
+            } else if phase == .compensating {
+                // A step failed for good first: the saga is compensating anyway.
+                for waiter in waiters { waiter.resume() }
+            } else {
+                let refusal = SagaError(
+                    .cannotCancel, sagaID: id, message: "saga '\(id)' moved past its pivot before it could be cancelled"
+                )
+                for waiter in waiters { waiter.resume(throwing: refusal) }
+            }
+        }
+        if let attention {
+            state.withLock { $0.attention = nil }
+            try await write([Draft(kind: .sagaNeedsAttention, step: attention.step, error: attention.cause)])
+        }
     }
 
     // MARK: Writing
@@ -229,11 +331,12 @@ final class SagaRun: Sendable {
                 engine.metrics.logWriteFailure()
                 let duplicate = (error as? SagaStoreError)?.code == .duplicateRecord
                 logger.warning("saga log write failed", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                if !duplicate, engine.configuration.logWriteRetry.allowsAttempt(after: attempt),
-                    await engine.sleep(for: engine.backoff(engine.configuration.logWriteRetry, after: attempt))
-                {
-                    attempt += 1
-                    continue
+                if !duplicate, engine.configuration.logWriteRetry.allowsAttempt(after: attempt) {
+                    if await engine.sleep(for: engine.backoff(engine.configuration.logWriteRetry, after: attempt)) {
+                        attempt += 1
+                        continue
+                    }
+                    throw RunStop(kind: Task.isCancelled ? .cancelled : .shutdown)
                 }
                 if Task.isCancelled { throw RunStop(kind: .cancelled) }
                 let failure = SagaError(
@@ -295,7 +398,8 @@ final class SagaRun: Sendable {
                             "the saga engine shut down before saga '\(id)' finished; it resumes from the log on the next start"
                     ))
             case .alreadyExists:
-                interrupt(SagaError(.interrupted, sagaID: id, message: "saga '\(id)' already exists"))
+                // Callers who attached to this run look the existing saga up again.
+                interrupt(RunSuperseded())
             case .failed(let error):
                 span.recordError(error)
                 interrupt(error)
@@ -329,6 +433,7 @@ final class SagaRun: Sendable {
     private func loop(span: any Span) async throws {
         while true {
             try await checkStop()
+            try await handleRequests()
             let action = state.withLock { $0.machine.nextAction() }
             switch action {
             case .run(let group, let steps):
@@ -436,6 +541,8 @@ final class SagaRun: Sendable {
         var attempt = state.withLock { $0.machine.step(name).attempts + 1 }
         while true {
             try await checkStop()
+            // A pending cancellation stops new attempts; the run logs it at its next boundary.
+            if state.withLock({ $0.cancelRequest != nil }) { return }
             var limit = step.options.timeout
             var deadlineBinds = false
             if let deadline, step.kind != .retriable {
@@ -458,7 +565,7 @@ final class SagaRun: Sendable {
             let wrote = try await write(
                 [Draft(kind: .stepStarted, step: name, attempt: attempt)], deferring: skipIntent
             ) {
-                state in state.machine.phase == .forward && !state.stopForward
+                state in state.machine.phase == .forward && !state.stopForward && state.cancelRequest == nil
             }
             guard wrote else { return }
 
@@ -505,9 +612,13 @@ final class SagaRun: Sendable {
                     sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable
                 {
                     stepLogger.warning("step cannot run: \(sagaError.message)")
+                    // Siblings in flight finish first; the run raises attention after the group.
+                    state.withLock { state in
+                        state.stopForward = true
+                        if state.attention == nil { state.attention = (name, RecordedError(error)) }
+                    }
                     try await write([
-                        Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error)),
-                        Draft(kind: .sagaNeedsAttention, step: name, error: RecordedError(error)),
+                        Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error))
                     ])
                     return
                 }
@@ -653,7 +764,8 @@ final class SagaRun: Sendable {
             let output: Data
             if let local {
                 output = try await runLocal(
-                    local, name: name, attempt: attempt, key: key, input: input, loggedOutput: loggedOutput)
+                    local, isCompensation: isCompensation, name: name, attempt: attempt, key: key, input: input,
+                    loggedOutput: loggedOutput)
             } else {
                 // The step's span is the current context while the participant runs, so its own
                 // spans (an HTTP or gRPC client's) become children of the step.
@@ -686,9 +798,9 @@ final class SagaRun: Sendable {
 
     /// Runs a local step's work and its outcome record in one store transaction.
     private func runLocal(
-        _ body: any Sendable, name: String, attempt: Int, key: String, input: any Sendable, loggedOutput: Data?
+        _ body: any Sendable, isCompensation compensating: Bool, name: String, attempt: Int, key: String,
+        input: any Sendable, loggedOutput: Data?
     ) async throws -> Data {
-        let compensating = loggedOutput != nil || state.withLock { $0.machine.phase == .compensating }
         let outputs = state.withLock { $0.machine.outputs }
         let work = LocalStepWork(
             body: body, sagaID: id, stepName: name, idempotencyKey: key, loggedOutput: loggedOutput, input: input,
