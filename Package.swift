@@ -69,6 +69,28 @@ let package = Package(
             path: "Examples/QuickStart",
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "ShopServices",
+            dependencies: [
+                "SagaKit",
+                "SagaKitSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/Shop/Sources/ShopServices",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "saga-demo",
+            dependencies: [
+                "ShopServices",
+                "SagaKit",
+                "SagaKitSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/Shop/Sources/saga-demo",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SagaKitTests",
             dependencies: [
@@ -96,6 +118,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ShopTests",
+            dependencies: [
+                "ShopServices",
+                "SagaKit",
+                "SagaKitSQLite",
+                "SagaKitTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Examples/Shop/Tests/ShopTests",
             swiftSettings: strictSettings
         ),
     ]
