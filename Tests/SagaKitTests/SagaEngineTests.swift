@@ -338,6 +338,46 @@ struct SagaEngineTests {
         #expect(participant.calls("ship").count == 1)
     }
 
+    @Test func aPivotWithoutADefiniteAnswerNeedsAttentionInsteadOfCompensating() async throws {
+        let clock = ManualSagaClock()
+        participant.script("ship", [], then: .fail)
+        let options = StepOptions(
+            retry: .exponential(maxAttempts: 2, initialBackoff: .seconds(1), maxBackoff: .seconds(1)))
+        try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
+            let handle = try await engine.start(
+                threeStepSaga(participant, options: options), id: "pv-1", input: Order(id: 15))
+            await clock.waitForSleepers(count: 1)
+            clock.advance(by: .seconds(1))
+            let outcome = try await handle.outcome()
+            guard case .needsAttention(let failure) = outcome else {
+                Issue.record("expected needs attention, got \(outcome)")
+                return
+            }
+            #expect(failure.step == "ship")
+            #expect(failure.cause.type == "SagaKit.PivotOutcomeUnknown")
+            #expect(participant.operations.filter { $0.hasPrefix("undo-") }.isEmpty, "the pivot may have taken effect")
+            // Once the participant answers, an operator retry completes the saga.
+            participant.script("ship", [], then: .succeed)
+            try await engine.retry(sagaID: "pv-1", note: "shipping service back")
+            #expect(try await engine.handle(for: "pv-1", output: Receipt.self).outcome().status == .completed)
+        }
+    }
+
+    @Test func theDeadlineDoesNotCutAPivotAttemptShort() async throws {
+        let clock = ManualSagaClock()
+        participant.script("ship", [.wait])
+        try await withRunningSagaEngine(engine(testConfiguration(clock: clock))) { engine in
+            let handle = try await engine.start(
+                threeStepSaga(participant), id: "pv-2", input: Order(id: 16),
+                options: SagaOptions(deadline: .seconds(5)))
+            await participant.waitForCalls("ship")
+            clock.advance(by: .seconds(60))  // far past the deadline, while the pivot is in flight
+            participant.release("ship")
+            #expect(try await handle.outcome().status == .completed)
+        }
+        #expect(participant.calls("ship").count == 1)
+    }
+
     @Test func rejectsInvalidIDsAndUnknownSagas() async throws {
         try await withRunningSagaEngine(engine()) { engine in
             let empty = await #expect(throws: SagaError.self) {

@@ -545,7 +545,10 @@ final class SagaRun: Sendable {
             if state.withLock({ $0.cancelRequest != nil }) { return }
             var limit = step.options.timeout
             var deadlineBinds = false
-            if let deadline, step.kind != .retriable {
+            // The deadline binds compensatable steps, and the pivot only until its first attempt
+            // starts: an attempt of the pivot cut short would leave its outcome unknown.
+            let pivotStarted = step.kind == .pivot && state.withLock { $0.machine.step(name).attempts > 0 }
+            if let deadline, step.kind != .retriable, !pivotStarted {
                 let left = deadline.timeIntervalSince(clock.now())
                 if left <= 0 {
                     state.withLock { $0.stopForward = true }
@@ -555,7 +558,7 @@ final class SagaRun: Sendable {
                     return
                 }
                 let remaining = Duration.seconds(left)
-                if limit.map({ remaining < $0 }) ?? true {
+                if step.kind == .compensatable, limit.map({ remaining < $0 }) ?? true {
                     limit = remaining
                     deadlineBinds = true
                 }
@@ -644,6 +647,22 @@ final class SagaRun: Sendable {
                     }
                     attempt += 1
                     continue
+                }
+                if step.kind == .pivot, recorded.isRetryable {
+                    // Retries ran out without a definite answer: the pivot may have taken effect, so
+                    // compensating would be wrong. A person decides (an operator retry tries again).
+                    let cause = RecordedError(
+                        type: "SagaKit.PivotOutcomeUnknown",
+                        message:
+                            "pivot '\(name)' gave no definite answer in \(attempt - retryBase) attempts (last: \(recorded)); it may have taken effect, so the saga does not compensate",
+                        isRetryable: true)
+                    stepLogger.warning("pivot outcome unknown after its retries", metadata: ["error": "\(recorded)"])
+                    state.withLock { state in
+                        state.stopForward = true
+                        if state.attention == nil { state.attention = (name, cause) }
+                    }
+                    try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
+                    return
                 }
                 stepLogger.info("step failed for good", metadata: ["error": "\(recorded)"])
                 state.withLock { $0.stopForward = true }

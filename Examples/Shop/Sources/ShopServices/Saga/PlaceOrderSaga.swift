@@ -88,8 +88,11 @@ public struct PlaceOrderSaga: Sendable {
     ///
     /// Build it again over new service instances after a restart: the structure, and so the
     /// definition's fingerprint, is the same, and the new engine resumes the logged sagas with it.
-    public init(products: ProductService, orders: OrderService) {
-        let deductStock = SagaStep<PlaceOrder, StockDeduction>.compensatable(Self.deductStockStep) { context in
+    ///
+    /// - Parameter options: Retry and timeout settings for both steps (not part of the fingerprint).
+    public init(products: ProductService, orders: OrderService, options: StepOptions = StepOptions()) {
+        let deductStock = SagaStep<PlaceOrder, StockDeduction>.compensatable(Self.deductStockStep, options: options) {
+            context in
             try await products.deductStock(
                 product: context.input.product, quantity: context.input.quantity, key: context.idempotencyKey)
         } compensation: { _, context in
@@ -99,7 +102,8 @@ public struct PlaceOrderSaga: Sendable {
             _ = try await products.refundStock(key: context.idempotencyKey)
         }
 
-        let createOrder = SagaStep<PlaceOrder, OrderConfirmation>.pivot(Self.createOrderStep) { context in
+        let createOrder = SagaStep<PlaceOrder, OrderConfirmation>.pivot(Self.createOrderStep, options: options) {
+            context in
             let deduction = try context.output(of: deductStock)
             let order = try await orders.createOrder(
                 user: context.input.user, product: context.input.product, quantity: context.input.quantity,
