@@ -21,61 +21,43 @@ struct DemoProcessTests {
         directory = try TemporaryDirectory()
     }
 
-    struct Run {
-        var status: Int32
-        var reason: Process.TerminationReason
-        var stdout: String
-        var stderr: String
-    }
-
-    func demo(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = demoExecutable
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus, reason: process.terminationReason,
-            stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    func demo(_ arguments: [String]) async throws -> ProcessRun {
+        try await runProcess(try #require(demoExecutable), arguments)
     }
 
     @Test(arguments: [["--orders", "x"], ["--frobnicate"], ["load", "--fail-rate", "2"]])
-    func badArgumentsExitWithStatus2AndOneLine(arguments: [String]) throws {
-        let run = try demo(arguments)
+    func badArgumentsExitWithStatus2AndOneLine(arguments: [String]) async throws {
+        let run = try await demo(arguments)
         #expect(run.status == 2)
         #expect(run.stdout.isEmpty)
         #expect(run.stderr.hasPrefix("saga-demo: error: ") && run.stderr.filter { $0 == "\n" }.count == 1)
     }
 
-    @Test func aForeignDataDirectoryExitsWithStatus1AndIsLeftAlone() throws {
+    @Test func aForeignDataDirectoryExitsWithStatus1AndIsLeftAlone() async throws {
         try Data("mine".utf8).write(to: URL(fileURLWithPath: directory.file("notes.txt")))
-        let run = try demo(["--data-dir", directory.path])
+        let run = try await demo(["--data-dir", directory.path])
         #expect(run.status == 1)
         #expect(
             run.stderr.hasPrefix("saga-demo: error: the data directory") && run.stderr.filter { $0 == "\n" }.count == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["notes.txt"])
     }
 
-    @Test func helpPrintsUsage() throws {
-        let run = try demo(["--help"])
+    @Test func helpPrintsUsage() async throws {
+        let run = try await demo(["--help"])
         #expect(run.status == 0 && run.stdout.hasPrefix("usage: saga-demo"))
     }
 
     /// `load --crash-at` kills its own process with SIGKILL at the point; `check` on the directory
     /// resumes what it left and finds the invariant holding.
-    @Test func aKilledLoadIsResumedByTheNextRun() throws {
+    @Test func aKilledLoadIsResumedByTheNextRun() async throws {
         let data = directory.file("data")
-        let killed = try demo(["load", "--data-dir", data, "--orders", "200", "--crash-at", "before-create", "--json"])
+        let killed = try await demo([
+            "load", "--data-dir", data, "--orders", "200", "--crash-at", "before-create", "--json",
+        ])
         #expect(killed.reason == .uncaughtSignal && killed.status == SIGKILL)
         #expect(killed.stderr.contains("crashing on purpose"))
 
-        let check = try demo(["check", "--data-dir", data, "--json"])
+        let check = try await demo(["check", "--data-dir", data, "--json"])
         #expect(check.status == 0, "\(check.stderr)")
         let output = try JSONDecoder().decode(CheckJSON.self, from: Data(check.stdout.utf8))
         #expect(output.resumed.resumed >= 1)

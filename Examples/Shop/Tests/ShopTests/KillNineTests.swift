@@ -118,21 +118,13 @@ struct KillNineTests {
                 _ = await lines.line { $0.contains("\"event\":\"progress\"") }
             }
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            #expect(process.terminationReason == .uncaughtSignal, "cycle \(cycle) ended on its own")
+            let reason = await Self.waitForExit(process)
+            #expect(reason == .uncaughtSignal, "cycle \(cycle) ended on its own")
         }
 
         // A last run resumes what the last kill left and checks the stock invariant.
-        let check = Process()
-        check.executableURL = demoExecutable
-        check.arguments = ["check", "--data-dir", data, "--json"]
-        let out = Pipe()
-        check.standardOutput = out
-        check.standardError = FileHandle.nullDevice
-        try check.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        check.waitUntilExit()
-        #expect(check.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self))")
+        let check = try await runProcess(try #require(demoExecutable), ["check", "--data-dir", data, "--json"])
+        #expect(check.status == 0, "\(check.stdout)\n\(check.stderr)")
 
         // From the databases themselves: every saga ended, and the orders match the completed sagas.
         let store = try SQLiteSagaStore(path: (data as NSString).appendingPathComponent("sagas.sqlite"))
@@ -150,6 +142,16 @@ struct KillNineTests {
         print(
             "kill -9: \(Self.cycles) kills, \(resumedTotal) sagas resumed on restart; \(completed) completed, \(compensated) compensated"
         )
+    }
+
+    /// Waits for a killed child to be reaped, on a thread of its own.
+    static func waitForExit(_ process: Process) async -> Process.TerminationReason {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Process.TerminationReason, Never>) in
+            Thread.detachNewThread {
+                process.waitUntilExit()
+                continuation.resume(returning: process.terminationReason)
+            }
+        }
     }
 
     static func number(_ key: String, in line: String) -> Int? {

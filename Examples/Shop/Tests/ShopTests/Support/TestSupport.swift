@@ -3,6 +3,7 @@ import GRDB
 import SagaKit
 import SagaKitSQLite
 import ShopServices
+import Synchronization
 import Testing
 
 extension Tag {
@@ -142,4 +143,46 @@ func shopFailure(
         Issue.record("expected a NonRetryableError, got \(error)", sourceLocation: sourceLocation)
     }
     return nil
+}
+
+/// A finished child process: status and both outputs.
+struct ProcessRun: Sendable {
+    var status: Int32
+    var reason: Process.TerminationReason
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs an executable to its end off the cooperative thread pool: the blocking reads and the wait
+/// happen on threads of their own, stdout and stderr are drained at once (a full pipe cannot stall
+/// the child), and the caller awaits the result.
+func runProcess(_ executable: URL, _ arguments: [String]) async throws -> ProcessRun {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    return await withCheckedContinuation { (continuation: CheckedContinuation<ProcessRun, Never>) in
+        Thread.detachNewThread {
+            let stderrDone = DispatchSemaphore(value: 0)
+            let stderrData = Mutex(Data())
+            Thread.detachNewThread {
+                let data = err.fileHandleForReading.readDataToEndOfFile()
+                stderrData.withLock { $0 = data }
+                stderrDone.signal()
+            }
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            stderrDone.wait()
+            process.waitUntilExit()
+            continuation.resume(
+                returning: ProcessRun(
+                    status: process.terminationStatus, reason: process.terminationReason,
+                    stdout: String(decoding: stdout, as: UTF8.self),
+                    stderr: String(decoding: stderrData.withLock { $0 }, as: UTF8.self)))
+        }
+    }
 }
