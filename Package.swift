@@ -91,6 +91,18 @@ let package = Package(
             path: "Examples/Shop/Sources/saga-demo",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "saga-bench",
+            dependencies: [
+                "SagaKit",
+                "SagaKitSQLite",
+                "ShopServices",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/SagaBench",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SagaKitTests",
             dependencies: [
