@@ -169,6 +169,32 @@ struct PlaceOrderSagaTests {
         #expect(report.explored == report.points.count && report.explored >= 8, "\(fault) in \(step): \(report.points)")
         print("shop saga, \(fault) in \(step): \(report.explored) crash points explored")
     }
+
+    /// Every action and compensation delivered twice leaves the services exactly as once does, on
+    /// the path that completes and on the path that refunds.
+    @Test(arguments: [false, true])
+    func theServicesAreIdempotentUnderDoubleDelivery(failWrite: Bool) async throws {
+        struct Snapshot: Equatable, Sendable {
+            var stock: Int
+            var ordered: [String: Int]
+        }
+        let root = directory.file("double-\(failWrite)")
+        let worlds = Counter()
+        let current = Mutex<(ProductService, OrderService)?>(nil)
+        let check = IdempotenceCheck(snapshot: {
+            let (products, orders) = current.withLock { $0 }!
+            return Snapshot(stock: try await products.getStock("tea"), ordered: try await orders.orderedQuantities())
+        }) {
+            let (products, orders) = try await Self.world(in: "\(root)/world-\(worlds.next())")
+            if failWrite { orders.faults.failureRate = 1 }
+            current.withLock { $0 = (products, orders) }
+            return SagaScenario(
+                definition: PlaceOrderSaga(products: products, orders: orders).definition,
+                input: PlaceOrder(user: 1, product: "tea", quantity: 2))
+        }
+        let mismatch = try await check.run()
+        #expect(mismatch == nil, "\(String(describing: mismatch))")
+    }
 }
 
 /// A thread-safe counter for fresh world names.
