@@ -1,7 +1,7 @@
 import Foundation
 public import SagaKit
 
-/// The behaviour every ``SagaStore`` must have, as checks any store can run: SQLite, the in-memory
+/// The behaviour every `SagaStore` must have, as checks any store can run: SQLite, the in-memory
 /// store, or a store of your own.
 ///
 /// ```swift

@@ -4,7 +4,7 @@ public import SagaKit
 ///
 /// Cancellation stops the engine at once, as a crash would between durable points: whatever was
 /// not logged is lost, and a new engine on the same store resumes from the log. If the engine's
-/// ``SagaEngine/run()`` fails (its log cannot be read for recovery), that error is thrown, in
+/// `SagaEngine.run()` fails (its log cannot be read for recovery), that error is thrown, in
 /// preference to the error it caused in `body`.
 ///
 /// ```swift
