@@ -76,6 +76,13 @@ public struct SagaError: Error, Hashable, Sendable, CustomStringConvertible {
 public protocol SagaRetryClassifying: Error {
     /// Whether another attempt could succeed.
     var isRetryable: Bool { get }
+    /// The stable name recorded in the log as ``RecordedError/type``. Default: the type's name,
+    /// which changes if you rename the type; give your errors names of their own.
+    var sagaErrorType: String { get }
+}
+
+extension SagaRetryClassifying {
+    public var sagaErrorType: String { String(reflecting: Self.self) }
 }
 
 /// A failure that no retry can fix: the step fails for good at once.
@@ -89,6 +96,7 @@ public struct NonRetryableError: SagaRetryClassifying, Hashable, CustomStringCon
     /// What happened.
     public let message: String
     public var isRetryable: Bool { false }
+    public var sagaErrorType: String { type }
 
     /// Creates a non-retryable error.
     public init(_ message: String, type: String = "NonRetryableError") {

@@ -91,6 +91,22 @@ public struct SagaLogRecord: Hashable, Sendable {
         self.note = note
         self.metadata = metadata
     }
+
+    /// The step's idempotency key, `<saga id>/<step name>`, for step and compensation records.
+    public var idempotencyKey: String? { step.map { "\(sagaID)/\($0)" } }
+
+    /// Decodes the payload (a saga's input on `saga.started`, a step's output on `step.succeeded`,
+    /// the saga's output on `saga.completed`) as the type the code expects.
+    ///
+    /// - Throws: ``SagaError`` with ``SagaError/Code/undecodablePayload`` when there is no payload
+    ///   or it does not decode as `T`.
+    public func decodePayload<T: Decodable>(as type: T.Type = T.self) throws -> T {
+        guard let payload else {
+            throw SagaError(
+                .undecodablePayload, sagaID: sagaID, step: step, message: "record \(sequence) (\(kind)) has no payload")
+        }
+        return try PayloadCodec.decode(T.self, from: payload, what: "payload of record \(sequence) (\(kind))")
+    }
 }
 
 /// A failure as the log records it: data, not an `Error` value, because after a crash only what was
@@ -118,9 +134,7 @@ public struct RecordedError: Codable, Hashable, Sendable, CustomStringConvertibl
         case let error as SagaError:
             self.init(type: "SagaError.\(error.code)", message: error.message, isRetryable: false)
         case let error as any SagaRetryClassifying:
-            self.init(
-                type: String(reflecting: Swift.type(of: error)), message: String(describing: error),
-                isRetryable: error.isRetryable)
+            self.init(type: error.sagaErrorType, message: String(describing: error), isRetryable: error.isRetryable)
         default:
             self.init(
                 type: String(reflecting: Swift.type(of: error)), message: String(describing: error), isRetryable: true)
