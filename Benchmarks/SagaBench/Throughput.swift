@@ -19,6 +19,9 @@ struct ThroughputRow: Codable, Sendable {
     /// The single-row durable commit rate measured just before this row's loads.
     var rawCommitsPerSecond: Double
     var ratioToRaw: Double { rawCommitsPerSecond > 0 ? sagasPerSecond / rawCommitsPerSecond : 0 }
+    /// Process CPU time (user + system) per saga during the timed loads, in microseconds: robust to
+    /// the disk's drift and to other processes competing for the cores.
+    var cpuMicrosPerSaga: Double
     /// Log transactions per saga (the group commit's batching), from the store's counter.
     var logCommitsPerSaga: Double
 }
@@ -26,6 +29,8 @@ struct ThroughputRow: Codable, Sendable {
 enum Mode: String, Codable, Sendable {
     case engineOnly = "engine-only"
     case fullShop = "full-shop"
+    /// Diagnostic: the engine-only saga over `InMemorySagaStore`, so the figure is SagaKit's CPU cost alone.
+    case inMemory = "in-memory"
 }
 
 struct ThroughputPlan: Sendable {
@@ -60,6 +65,7 @@ func measureThroughput(
     var compensated = 0
     var errors = 0
     var commits = 0
+    var cpu = 0.0
     var logEvents: Int?
     for repeatIndex in 0..<plan.repeats {
         let directory = try scratch(root, "cell")
@@ -70,11 +76,13 @@ func measureThroughput(
         }
         let prefix = "s\(repeatIndex)-"
         let store = try SQLiteSagaStore(path: logPath, configuration: storeConfiguration(synchronous))
-        let engine = SagaEngine(store: store, configuration: engineConfiguration(), logger: silentLogger)
+        let engine = SagaEngine(
+            store: mode == .inMemory ? InMemorySagaStore() : store, configuration: engineConfiguration(),
+            logger: silentLogger)
         let place: @Sendable (Int) async -> SagaStatus?
         var closeServices: () throws -> Void = {}
         switch mode {
-        case .engineOnly:
+        case .engineOnly, .inMemory:
             let saga = EngineOnlySaga(failTenPercent: failureMix)
             try engine.register(saga.definition)
             place = { index in
@@ -110,11 +118,14 @@ func measureThroughput(
                 concurrency: min(concurrency, 64), duration: .zero, minimum: min(200, 4 * concurrency),
                 firstIndex: 10_000_000, place: place)
             let before = store.committedTransactionCount
-            let sample = await timedLoad(
+            let cpuBefore = processCPUSeconds()
+            var sample = await timedLoad(
                 concurrency: concurrency, duration: plan.duration, minimum: concurrency, place: place)
+            sample.cpuSeconds = processCPUSeconds() - cpuBefore
             return (sample, store.committedTransactionCount - before)
         }
         commits += logCommits
+        cpu += sample.cpuSeconds
         try await store.close()
         try closeServices()
         rates.append(sample.throughput)
@@ -128,5 +139,14 @@ func measureThroughput(
         mode: mode.rawValue, synchronous: "\(synchronous)", concurrency: concurrency, failureMix: failureMix,
         logEventsBefore: logEvents, sagasPerSecond: median(rates), p50MS: percentile(latencies, 0.5),
         p99MS: percentile(latencies, 0.99), sagasTimed: timed, compensated: compensated, errors: errors,
-        rawCommitsPerSecond: raw, logCommitsPerSaga: timed > 0 ? Double(commits) / Double(timed) : 0)
+        rawCommitsPerSecond: raw, cpuMicrosPerSaga: timed > 0 ? cpu * 1e6 / Double(timed) : 0,
+        logCommitsPerSaga: timed > 0 ? Double(commits) / Double(timed) : 0)
+}
+
+/// User plus system CPU time of the whole process so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

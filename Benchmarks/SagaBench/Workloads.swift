@@ -109,6 +109,7 @@ struct LoadSample: Sendable {
     var errors: Int
     var seconds: Double
     var latenciesMS: [Double]
+    var cpuSeconds = 0.0
 
     var throughput: Double { seconds > 0 ? Double(sagas) / seconds : 0 }
 }

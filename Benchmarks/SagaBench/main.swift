@@ -23,7 +23,8 @@ struct Options {
         usage: saga-bench [options]
           --quick                 a fast smoke run: short loads, one repeat, small recovery/memory/growth sizes
           --sections LIST         comma-separated: throughput,mix,recovery,memory,growth (default: all)
-          --modes LIST            comma-separated: engine-only,full-shop (default: both)
+          --modes LIST            comma-separated: engine-only,full-shop,in-memory (default: the first two;
+                                  in-memory is a diagnostic: the engine-only saga without a disk)
           --dir PATH              scratch directory for the databases (default: $TMPDIR/saga-bench); the raw
                                   commit rate is measured in the same directory
           --json PATH             also write every figure as JSON to PATH
@@ -82,8 +83,9 @@ func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(
 
 func printHeader() {
     print(
-        "| mode | sync | conc. | mix | log events | sagas/s | p50 ms | p99 ms | raw commits/s | × raw | log tx/saga |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        "| mode | sync | conc. | mix | log events | sagas/s | p50 ms | p99 ms | raw commits/s | × raw | log tx/saga | CPU µs/saga |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 }
 
 func printRow(_ row: ThroughputRow) {
@@ -91,7 +93,7 @@ func printRow(_ row: ThroughputRow) {
         "| \(row.mode) | \(row.synchronous) | \(row.concurrency) | \(row.failureMix ? "10% fail" : "-") | "
             + "\(row.logEventsBefore.map(String.init) ?? "-") | \(format(row.sagasPerSecond)) | \(format(row.p50MS, 2)) | "
             + "\(format(row.p99MS, 2)) | \(format(row.rawCommitsPerSecond)) | \(format(row.ratioToRaw, 2)) | "
-            + "\(format(row.logCommitsPerSaga, 2)) |")
+            + "\(format(row.logCommitsPerSaga, 2)) | \(format(row.cpuMicrosPerSaga)) |")
     fflush(nil)
 }
 
@@ -121,7 +123,7 @@ func main() async throws {
     print("machine: \(report.machine); scratch: \(options.directory)")
     print("raw single-row durable commit rate (WAL, synchronous=FULL) at start: \(format(startRaw)) commits/s\n")
 
-    let modes: [Mode] = [.engineOnly, .fullShop].filter { options.modes.contains($0) }
+    let modes: [Mode] = [.engineOnly, .fullShop, .inMemory].filter { options.modes.contains($0) }
     if options.sections.contains("throughput") {
         print("## Throughput and latency\n")
         printHeader()

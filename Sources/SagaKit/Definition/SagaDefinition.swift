@@ -37,8 +37,12 @@ public struct SagaDefinition<Input: Codable & Sendable, Output: Codable & Sendab
         result: @escaping @Sendable (SagaResultContext<Input>) throws -> Output
     ) {
         self.name = name
-        self.elements = steps()
+        let elements = steps()
+        self.elements = elements
         self.result = result
+        // Built once: `start` looks the definition up by fingerprint on every call.
+        self.plan = SagaPlan(
+            name: name, groups: elements.map { SagaPlan.Group(steps: $0.steps, isParallel: $0.isParallel) })
     }
 
     /// Creates a definition whose output is the output of one of its steps.
@@ -62,9 +66,7 @@ public struct SagaDefinition<Input: Codable & Sendable, Output: Codable & Sendab
     }
 
     /// The structure the engine executes.
-    package var plan: SagaPlan {
-        SagaPlan(name: name, groups: elements.map { SagaPlan.Group(steps: $0.steps, isParallel: $0.isParallel) })
-    }
+    package let plan: SagaPlan
 }
 
 extension SagaDefinition where Output == NoOutput {
