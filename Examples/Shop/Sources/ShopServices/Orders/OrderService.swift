@@ -1,6 +1,7 @@
 public import Foundation
 import GRDB
 import SagaKit
+import SagaKitSQLite
 
 /// The order service: orders, and the customers and products it knows, in its own SQLite file.
 ///
@@ -42,6 +43,9 @@ public final class OrderService: Sendable {
     /// The settings the service was opened with.
     public let configuration: Configuration
     let database: DatabasePool
+    /// Batches concurrent saga calls into shared transactions (one disk sync for many), each call
+    /// still applied, or refused, on its own.
+    let writer: SQLiteGroupCommitWriter
 
     /// The injected write failures (``Configuration/faults``).
     public var faults: WriteFaults { configuration.faults }
@@ -54,6 +58,7 @@ public final class OrderService: Sendable {
         self.path = path
         self.configuration = configuration
         self.database = try ServiceDatabase.open(path: path, service: "orders", migrator: Self.migrator)
+        self.writer = SQLiteGroupCommitWriter(database)
     }
 
     /// Closes the database; later calls fail.
@@ -129,7 +134,7 @@ public final class OrderService: Sendable {
         let limit = configuration.maxQuantityPerOrder
         let faults = configuration.faults
         let now = Date()
-        return try await database.write { db in
+        return try await writer.write { db in
             if let existing = try Self.order(db, key: key) {
                 guard existing.user == user, existing.product == product, existing.quantity == quantity else {
                     throw NonRetryableError(

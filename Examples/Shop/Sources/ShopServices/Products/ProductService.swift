@@ -1,6 +1,7 @@
 public import Foundation
 import GRDB
 import SagaKit
+import SagaKitSQLite
 
 /// The product service: stock per product, in its own SQLite file.
 ///
@@ -33,6 +34,9 @@ public final class ProductService: Sendable {
     /// The database file's path.
     public let path: String
     let database: DatabasePool
+    /// Batches concurrent saga calls into shared transactions (one disk sync for many), each call
+    /// still applied, or refused, on its own.
+    let writer: SQLiteGroupCommitWriter
 
     /// Opens the product database at `path`, creating it if needed.
     ///
@@ -41,6 +45,7 @@ public final class ProductService: Sendable {
     public init(path: String) throws {
         self.path = path
         self.database = try ServiceDatabase.open(path: path, service: "products", migrator: Self.migrator)
+        self.writer = SQLiteGroupCommitWriter(database)
     }
 
     /// Closes the database; later calls fail.
@@ -159,7 +164,7 @@ public final class ProductService: Sendable {
                 type: ShopFailure.invalidQuantity)
         }
         let now = Date()
-        return try await database.write { db in
+        return try await writer.write { db in
             if let movement = try Self.movement(db, key: key) {
                 if movement.state == .tombstone {
                     throw NonRetryableError(
@@ -204,7 +209,7 @@ public final class ProductService: Sendable {
             throw NonRetryableError("the idempotency key is empty", type: ShopFailure.invalidKey)
         }
         let now = Date()
-        return try await database.write { db in
+        return try await writer.write { db in
             guard let movement = try Self.movement(db, key: key) else {
                 try db.execute(
                     sql: """
