@@ -97,7 +97,10 @@ func measureMemory(count: Int, root: String) async throws -> MemoryResult {
     let store = try SQLiteSagaStore(path: (directory as NSString).appendingPathComponent("sagas.sqlite"))
     let gate = PivotGate()
     let saga = EngineOnlySaga(failTenPercent: false, gate: gate)
-    let engine = SagaEngine(store: store, configuration: engineConfiguration(), logger: silentLogger)
+    // Every held saga occupies one of the engine's run slots until the gate opens.
+    var configuration = engineConfiguration()
+    configuration.maxConcurrentSagas = count + 1024
+    let engine = SagaEngine(store: store, configuration: configuration, logger: silentLogger)
     try engine.register(saga.definition)
     let result = try await withEngineRunning(engine) {
         // Warm up allocator, page cache and statement caches with as many finished sagas.

@@ -2,6 +2,10 @@ import Foundation
 import SagaKit
 import SagaKitSQLite
 import ShopServices
+import Synchronization
+
+/// Numbers the timed loads of a run, to give each its own saga ids.
+let loadNumber = Atomic<Int>(0)
 
 /// One row of a throughput table: the median of repeated timed loads, with latencies pooled over them.
 struct ThroughputRow: Codable, Sendable {
@@ -67,14 +71,15 @@ func measureThroughput(
     var commits = 0
     var cpu = 0.0
     var logEvents: Int?
-    for repeatIndex in 0..<plan.repeats {
+    for _ in 0..<plan.repeats {
         let directory = try scratch(root, "cell")
         var logPath = (directory as NSString).appendingPathComponent("sagas.sqlite")
         if let existingLog {
             logPath = existingLog.path
             logEvents = existingLog.events
         }
-        let prefix = "s\(repeatIndex)-"
+        // Unique across the whole run: a row measured on an existing log must not attach to its sagas.
+        let prefix = "s\(loadNumber.add(1, ordering: .relaxed).newValue)-"
         let store = try SQLiteSagaStore(path: logPath, configuration: storeConfiguration(synchronous))
         let engine = SagaEngine(
             store: mode == .inMemory ? InMemorySagaStore() : store, configuration: engineConfiguration(),

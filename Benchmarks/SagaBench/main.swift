@@ -162,6 +162,7 @@ func main() async throws {
         print(
             "| \(result.sagas) | \(format(result.loadSeconds, 3)) | \(format(result.resumeToFinishedSeconds, 3)) | "
                 + "\(format(result.resumedPerSecond)) | \(format(result.rawCommitsPerSecond)) |\n")
+        fflush(nil)
     }
     if options.sections.contains("memory") {
         let count = options.memorySagas ?? (quick ? 2000 : 20_000)
@@ -173,6 +174,7 @@ func main() async throws {
         print(
             "| \(result.sagas) | \(format(Double(result.rssBeforeBytes) / 1_048_576, 1)) | "
                 + "\(format(Double(result.rssInFlightBytes) / 1_048_576, 1)) | \(format(result.bytesPerSaga)) |\n")
+        fflush(nil)
     }
     if options.sections.contains("growth") {
         let sizes = options.growthEvents ?? (quick ? [0, 100_000] : [0, 100_000, 1_000_000, 10_000_000])
