@@ -86,19 +86,7 @@ let silentLogger = Logger(label: "saga-bench", factory: { _ in SwiftLogNoOpLogHa
 func withEngineRunning<T: Sendable>(_ engine: SagaEngine, _ body: @escaping @Sendable () async throws -> T)
     async throws -> T
 {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            try await engine.run()
-            return nil
-        }
-        group.addTask { try await body() }
-        defer { group.cancelAll() }
-        while let result = try await group.next() {
-            if let result { return result }
-            throw CancellationError()
-        }
-        throw CancellationError()
-    }
+    try await ShopRuntime.withEngineRunning(engine, body)
 }
 
 /// What one timed load produced.

@@ -89,7 +89,7 @@ enum SagaDemo {
             Console.out("run \(shop.run): saga ids r\(shop.run)-load-<n>")
         }
         let json = command.json
-        let (resumed, report) = try await closing(shop) {
+        let (resumed, report) = try await shop.closing {
             try await shop.withEngineRunning {
                 let resumed = try await shop.resumeUnfinished()
                 if json, command.untilKilled {
@@ -128,7 +128,7 @@ enum SagaDemo {
     static func check(_ command: DemoCommand, directory: DataDirectory, logger: Logger) async throws -> Int32 {
         let options = ShopRuntime.Options(seed: command.seed, logger: logger)
         let shop = try await ShopRuntime.open(directory, mode: "check", options: options)
-        let output = try await closing(shop) {
+        let output = try await shop.closing {
             let resumed = try await shop.withEngineRunning { try await shop.resumeUnfinished() }
             let unfinished = try await shop.store.sagas(
                 matching: SagaQuery(status: [.running, .compensating], limit: .max)
@@ -181,18 +181,6 @@ enum SagaDemo {
     }
 
     // MARK: Helpers
-
-    static func closing<T>(_ shop: ShopRuntime, _ body: () async throws -> T) async throws -> T {
-        let result: T
-        do {
-            result = try await body()
-        } catch {
-            try? await shop.close()
-            throw error
-        }
-        try await shop.close()
-        return result
-    }
 
     /// One line for any error: the message without the type's decoration where there is one.
     static func describe(_ error: any Error) -> String {

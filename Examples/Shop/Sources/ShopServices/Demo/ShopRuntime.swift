@@ -194,8 +194,15 @@ public final class ShopRuntime: Sendable {
     /// they were and resume on the next open. If the engine stops first (it could not read its log),
     /// `body` is cancelled and the engine's error is thrown.
     public func withEngineRunning<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let engine = self.engine
-        return try await withThrowingTaskGroup(of: T?.self) { group in
+        try await Self.withEngineRunning(engine, body)
+    }
+
+    /// Runs `engine` while `body` runs, then stops it by cancellation; if the engine fails first,
+    /// `body` is cancelled and the engine's error is thrown.
+    public static func withEngineRunning<T: Sendable>(
+        _ engine: SagaEngine, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await engine.run()
                 return nil
@@ -208,6 +215,19 @@ public final class ShopRuntime: Sendable {
             }
             throw CancellationError()
         }
+    }
+
+    /// Runs `body`, then closes the shop whether it threw or not.
+    public func closing<T>(_ body: () async throws -> T) async throws -> T {
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            try? await close()
+            throw error
+        }
+        try await close()
+        return result
     }
 
     /// Waits for the sagas that were unfinished when the shop opened; call it with the engine running.

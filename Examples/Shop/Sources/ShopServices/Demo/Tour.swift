@@ -107,7 +107,7 @@ public enum ShopTour {
         options.crashTrigger = nil
         let shop = try await ShopRuntime.open(directory, mode: "tour", options: options)
         let run = shop.run
-        let (resumed, first, second) = try await closing(shop) {
+        let (resumed, first, second) = try await shop.closing {
             try await shop.withEngineRunning {
                 let resumed = try await shop.resumeUnfinished()
                 observer.resumed(resumed)
@@ -128,7 +128,7 @@ public enum ShopTour {
         let loadOptions = finite
         let last = try await ShopRuntime.open(directory, mode: "tour", options: options, continuing: run)
         observer.loadStarting(loadOptions)
-        let figures = try await closing(last) {
+        let figures = try await last.closing {
             try await last.withEngineRunning {
                 try await LoadRun.run(last, options: loadOptions, progress: { observer.loadProgress($0) })
             }
@@ -193,7 +193,7 @@ public enum ShopTour {
             first.orders.faults.failNextWrites(1)
             notes.append("the order database will refuse the write, so the saga compensates")
         }
-        let early = try await closing(first) {
+        let early = try await first.closing {
             let result = try await first.withEngineRunning { () -> String in
                 do {
                     let outcome = try await first.placeOrder(order, sagaID: sagaID)
@@ -215,7 +215,7 @@ public enum ShopTour {
         notes.append("saga log closed; a second engine opens the same files")
         options.crashTrigger = nil
         let second = try await ShopRuntime.open(directory, mode: "tour", options: options, continuing: first.run)
-        return try await closing(second) {
+        return try await second.closing {
             let resumed = try await second.withEngineRunning { try await second.resumeUnfinished() }
             notes.append(
                 "engine 2 recovered from the log: \(resumed.resumed) saga\(resumed.resumed == 1 ? "" : "s") resumed, \(resumed.completed) completed, \(resumed.compensated) compensated"
@@ -245,16 +245,4 @@ public enum ShopTour {
             timeline: Timeline(records: records), notes: notes)
     }
 
-    /// Runs `body`, then closes the shop whether it threw or not.
-    static func closing<T>(_ shop: ShopRuntime, _ body: () async throws -> T) async throws -> T {
-        let result: T
-        do {
-            result = try await body()
-        } catch {
-            try? await shop.close()
-            throw error
-        }
-        try await shop.close()
-        return result
-    }
 }
