@@ -3,83 +3,8 @@ import GRDB
 import SagaKit
 import SagaKitSQLite
 import ShopServices
-import Synchronization
+import Subprocess
 import Testing
-
-/// Collects a child process's standard output line by line (on Foundation's reader thread, never a
-/// cooperative one) and lets a test wait for a line.
-final class LineStream: Sendable {
-    struct State {
-        var buffer = Data()
-        var lines: [String] = []
-        var closed = false
-        var waiters:
-            [(predicate: @Sendable (String) -> Bool, from: Int, continuation: CheckedContinuation<String?, Never>)] = []
-    }
-
-    private let state = Mutex(State())
-
-    init(_ handle: FileHandle) {
-        handle.readabilityHandler = { [self] handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                self.close()
-            } else {
-                self.receive(data)
-            }
-        }
-    }
-
-    private func receive(_ data: Data) {
-        let ready = state.withLock { state -> [(CheckedContinuation<String?, Never>, String)] in
-            state.buffer.append(data)
-            while let newline = state.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                state.lines.append(String(decoding: state.buffer[state.buffer.startIndex..<newline], as: UTF8.self))
-                state.buffer.removeSubrange(state.buffer.startIndex...newline)
-            }
-            return Self.satisfied(&state)
-        }
-        for (continuation, line) in ready { continuation.resume(returning: line) }
-    }
-
-    private func close() {
-        let waiting = state.withLock { state -> [CheckedContinuation<String?, Never>] in
-            state.closed = true
-            defer { state.waiters = [] }
-            return state.waiters.map(\.continuation)
-        }
-        for continuation in waiting { continuation.resume(returning: nil) }
-    }
-
-    private static func satisfied(_ state: inout State) -> [(CheckedContinuation<String?, Never>, String)] {
-        var ready: [(CheckedContinuation<String?, Never>, String)] = []
-        state.waiters.removeAll { waiter in
-            guard let line = state.lines[waiter.from...].first(where: waiter.predicate) else { return false }
-            ready.append((waiter.continuation, line))
-            return true
-        }
-        return ready
-    }
-
-    /// The number of complete lines so far.
-    var count: Int { state.withLock { $0.lines.count } }
-
-    /// Waits for a line at or after index `from` that satisfies `predicate`; `nil` if output ends first.
-    func line(from: Int = 0, where predicate: @escaping @Sendable (String) -> Bool) async -> String? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
-            let now = state.withLock { state -> (String?, Bool) in
-                if let line = state.lines[min(from, state.lines.count)...].first(where: predicate) {
-                    return (line, true)
-                }
-                if state.closed { return (nil, true) }
-                state.waiters.append((predicate, from, continuation))
-                return (nil, false)
-            }
-            if now.1 { continuation.resume(returning: now.0) }
-        }
-    }
-}
 
 /// The demo's load mode as a real process, killed with SIGKILL again and again while sagas are in
 /// flight, restarted on the same data directory each time; then the databases must agree.
@@ -97,33 +22,38 @@ struct KillNineTests {
         let seed = UInt64.random(in: 1...1_000_000, using: &generator)
         print("kill -9 cycles: \(Self.cycles), seed \(seed)")
         var resumedTotal = 0
+        let demoURL = try #require(demoExecutable)
+        let demo = try await executable(at: demoURL)
         for cycle in 1...Self.cycles {
-            let process = Process()
-            process.executableURL = demoExecutable
-            process.arguments = [
-                "load", "--until-killed", "--json", "--data-dir", data, "--concurrency", "16", "--fail-rate", "0.1",
-                "--seed", "\(seed &+ UInt64(cycle))",
-            ]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            let lines = LineStream(out.fileHandleForReading)
-            try process.run()
-            // Recovery has run once the "resumed" event is out; then let some orders finish, a
-            // different number each cycle (none at all in some), and kill the process mid-flight.
-            let resumed = await lines.line { $0.contains("\"event\":\"resumed\"") }
-            #expect(resumed != nil, "cycle \(cycle): the demo did not start")
-            if let resumed, let count = Self.number("resumed", in: resumed) { resumedTotal += count }
-            if cycle % 3 != 0 {
-                _ = await lines.line { $0.contains("\"event\":\"progress\"") }
+            let killed = try await run(
+                demo,
+                arguments: [
+                    "load", "--until-killed", "--json", "--data-dir", data, "--concurrency", "16", "--fail-rate",
+                    "0.1", "--seed", "\(seed &+ UInt64(cycle))",
+                ],
+                input: .none, output: .sequence, error: .discarded
+            ) { execution in
+                // Recovery has run once the "resumed" event is out; then let some orders finish, a
+                // different number each cycle (none at all in some), and kill the process mid-flight.
+                var lines = execution.standardOutput.strings().makeAsyncIterator()
+                let resumed = try await Self.line(from: &lines) { $0.contains("\"event\":\"resumed\"") }
+                if cycle % 3 != 0 {
+                    _ = try await Self.line(from: &lines) { $0.contains("\"event\":\"progress\"") }
+                }
+                try execution.send(signal: .kill)
+                return resumed
             }
-            kill(process.processIdentifier, SIGKILL)
-            let reason = await Self.waitForExit(process)
-            #expect(reason == .uncaughtSignal, "cycle \(cycle) ended on its own")
+            #expect(killed.closureResult != nil, "cycle \(cycle): the demo did not start")
+            if let resumed = killed.closureResult, let count = Self.number("resumed", in: resumed) {
+                resumedTotal += count
+            }
+            #expect(
+                killed.terminationStatus == .signaled(SIGKILL),
+                "cycle \(cycle) ended on its own: \(killed.terminationStatus)")
         }
 
         // A last run resumes what the last kill left and checks the stock invariant.
-        let check = try await runProcess(try #require(demoExecutable), ["check", "--data-dir", data, "--json"])
+        let check = try await runProcess(demoURL, ["check", "--data-dir", data, "--json"])
         #expect(check.status == 0, "\(check.stdout)\n\(check.stderr)")
 
         // From the databases themselves: every saga ended, and the orders match the completed sagas.
@@ -144,14 +74,15 @@ struct KillNineTests {
         )
     }
 
-    /// Waits for a killed child to be reaped, on a thread of its own.
-    static func waitForExit(_ process: Process) async -> Process.TerminationReason {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Process.TerminationReason, Never>) in
-            Thread.detachNewThread {
-                process.waitUntilExit()
-                continuation.resume(returning: process.terminationReason)
-            }
+    /// The next line of a child's output that satisfies `predicate`; `nil` if the output ends first.
+    static func line(
+        from lines: inout SubprocessOutputSequence.StringSequence<UTF8>.AsyncIterator,
+        where predicate: (String) -> Bool
+    ) async throws -> String? {
+        while let line = try await lines.next() {
+            if predicate(line) { return line }
         }
+        return nil
     }
 
     static func number(_ key: String, in line: String) -> Int? {

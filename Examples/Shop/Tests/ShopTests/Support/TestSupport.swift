@@ -3,7 +3,7 @@ import GRDB
 import SagaKit
 import SagaKitSQLite
 import ShopServices
-import Synchronization
+import Subprocess
 import Testing
 
 extension Tag {
@@ -145,44 +145,42 @@ func shopFailure(
     return nil
 }
 
-/// A finished child process: status and both outputs.
+/// A finished child process: how it ended and both outputs.
 struct ProcessRun: Sendable {
-    var status: Int32
-    var reason: Process.TerminationReason
+    /// How the child ended: `.exited(code)` or `.signaled(signal)`.
+    var reason: TerminationStatus
     var stdout: String
     var stderr: String
-}
 
-/// Runs an executable to its end off the cooperative thread pool: the blocking reads and the wait
-/// happen on threads of their own, stdout and stderr are drained at once (a full pipe cannot stall
-/// the child), and the caller awaits the result.
-func runProcess(_ executable: URL, _ arguments: [String]) async throws -> ProcessRun {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    return await withCheckedContinuation { (continuation: CheckedContinuation<ProcessRun, Never>) in
-        Thread.detachNewThread {
-            let stderrDone = DispatchSemaphore(value: 0)
-            let stderrData = Mutex(Data())
-            Thread.detachNewThread {
-                let data = err.fileHandleForReading.readDataToEndOfFile()
-                stderrData.withLock { $0 = data }
-                stderrDone.signal()
-            }
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            stderrDone.wait()
-            process.waitUntilExit()
-            continuation.resume(
-                returning: ProcessRun(
-                    status: process.terminationStatus, reason: process.terminationReason,
-                    stdout: String(decoding: stdout, as: UTF8.self),
-                    stderr: String(decoding: stderrData.withLock { $0 }, as: UTF8.self)))
+    /// The exit code, or the signal's number when a signal ended the child.
+    var status: Int32 {
+        switch reason {
+        case .exited(let code): code
+        case .signaled(let signal): signal
         }
     }
+}
+
+/// The most either output of a `runProcess` child may hold; more fails the run.
+let processOutputLimit = 64 * 1024 * 1024
+
+/// The executable at `url`, as Subprocess names it.
+///
+/// `Executable.path` takes a swift-system `FilePath`, a module the tests do not import; looking the
+/// file's name up in its own directory yields the same path without naming that type.
+func executable(at url: URL) async throws -> Executable {
+    let path = try await Executable.name(url.lastPathComponent)
+        .resolveExecutablePath(in: .custom(["PATH": url.deletingLastPathComponent().path]))
+    return .path(path)
+}
+
+/// Runs an executable to its end with Subprocess: no input, stdout and stderr collected at once (a
+/// full pipe cannot stall the child), and the caller awaits the result. Subprocess reaps the child
+/// and reads its pipes with an event loop of its own, so no libdispatch source ever watches them.
+func runProcess(_ url: URL, _ arguments: [String]) async throws -> ProcessRun {
+    let result = try await run(
+        try await executable(at: url), arguments: Arguments(arguments), input: .none,
+        output: .string(limit: processOutputLimit), error: .string(limit: processOutputLimit))
+    return ProcessRun(
+        reason: result.terminationStatus, stdout: result.standardOutput, stderr: result.standardError)
 }
