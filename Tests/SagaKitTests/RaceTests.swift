@@ -1,5 +1,6 @@
 import Foundation
 import SagaKitTesting
+import Synchronization
 import Testing
 
 @testable import SagaKit
@@ -124,11 +125,15 @@ struct RaceTests {
         try await withRunningSagaEngine(engine) { engine in
             async let a = engine.run(saga, id: "d-1", input: Order(id: 1))
             await store.waitUntilHeld()
-            let b = try await engine.start(saga, id: "d-1", input: Order(id: 1))  // attaches to the doomed run
-            async let outcomeB = b.outcome()
+            // Attaches to the doomed run, and returns once that run learned the saga exists.
+            async let b = engine.run(saga, id: "d-1", input: Order(id: 1))
+            await eventually("the second caller attached") {
+                (engine.activeRun("d-1")?.state.withLock { $0.acceptWaiters.count } ?? 0) >= 2
+            }
             store.release()
-            #expect(try await a.status == .completed)
-            #expect(try await outcomeB.status == .completed)
+            let (outcomeA, outcomeB) = try await (a, b)
+            #expect(outcomeA.status == .completed)
+            #expect(outcomeB.status == .completed)
         }
         #expect(participant.operations == ["reserve", "charge", "ship"])
     }

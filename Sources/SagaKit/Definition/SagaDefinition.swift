@@ -126,6 +126,16 @@ package struct SagaPlan: Sendable {
                 throw fail(
                     .pivotInParallelGroup, pivot.name, "pivot step '\(pivot.name)' cannot be part of a parallel group")
             }
+            // Siblings run at once: a retriable sibling may succeed while a compensatable one fails for
+            // good, and the saga would then compensate around an effect it cannot undo.
+            if group.isParallel, let retriable = group.steps.first(where: { $0.kind == .retriable }),
+                let undoable = group.steps.first(where: { $0.kind == .compensatable })
+            {
+                throw fail(
+                    .retriableBesideCompensatable, retriable.name,
+                    "retriable step '\(retriable.name)' runs in parallel with compensatable step '\(undoable.name)'; if '\(undoable.name)' failed for good the saga would compensate while '\(retriable.name)', which has no compensation, stood; put the retriable step in a group after the pivot"
+                )
+            }
             for step in group.steps {
                 if !Self.isValidName(step.name) {
                     throw fail(

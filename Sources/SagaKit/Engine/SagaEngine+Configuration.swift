@@ -105,10 +105,13 @@ package struct ParticipantCall: Sendable, Hashable {
 
 /// Deliberately broken engine behaviour, for proving that the testing kit catches bugs.
 package struct PlantedBug: Hashable, Sendable {
-    package enum Base: Sendable { case skipWriteAheadIntent }
+    package enum Base: Sendable { case skipWriteAheadIntent, resolveWithoutCompareAndSet }
     package let base: Base
     /// A step's intent is written after its participant call, with its outcome, instead of before.
     package static let skipWriteAheadIntent = PlantedBug(base: .skipWriteAheadIntent)
+    /// `resolve(sagaID:note:)` checks the saga's status and reads its records in two separate steps
+    /// and appends after whatever it read, so a retry that runs in between is ended under its feet.
+    package static let resolveWithoutCompareAndSet = PlantedBug(base: .resolveWithoutCompareAndSet)
 }
 
 /// Thrown by a fault hook (or a fault-injecting store) to stop a saga as if its process died:

@@ -46,8 +46,7 @@ extension SagaEngine {
         do {
             try await run.write([SagaRun.Draft(kind: .operatorRetried, note: note)])
         } catch {
-            runEnded(run)
-            throw Self.operatorError(error, sagaID: sagaID)
+            throw abandon(run, Self.operatorError(error, sagaID: sagaID, action: "retried"))
         }
         run.logger.info("operator retried saga", metadata: ["note": "\(note ?? "")"])
         enqueue(.run(run))
@@ -55,7 +54,15 @@ extension SagaEngine {
 
     /// Marks a saga that needs attention as resolved, with a note saying what a person did.
     ///
-    /// The saga becomes ``SagaStatus/resolved`` and is never run again.
+    /// The saga becomes ``SagaStatus/resolved`` and is never run again. Resolving needs no registered
+    /// definition. The check and the record are one step with respect to runs and other operators:
+    /// the record is appended only right after the saga's `saga.needs_attention` record, so a retry
+    /// or another engine that wrote in between makes this call fail instead of ending a saga that is
+    /// running again.
+    ///
+    /// - Throws: ``SagaError`` with ``SagaError/Code/invalidOperatorAction`` when the saga does not need
+    ///   attention (or stopped needing it meanwhile), ``SagaError/Code/unknownSaga``, or a
+    ///   ``SagaStoreError`` when the log cannot be written.
     public func resolve(sagaID: String, note: String) async throws {
         guard activeRun(sagaID) == nil else {
             throw SagaError(
@@ -65,18 +72,41 @@ extension SagaEngine {
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
-        guard summary.status == .needsAttention else {
+        // The records, not the summary read before them, say where the saga stands: a saga needs
+        // attention exactly while its last record is saga.needs_attention (only an operator action
+        // may follow it). Appending at the next sequence is then a compare-and-set: a record anyone
+        // appended since this read takes that sequence, and the store refuses a second one.
+        let records = try await store.records(of: sagaID)
+        let planted = configuration.plantedBug == .resolveWithoutCompareAndSet && summary.status == .needsAttention
+        guard let last = records.last, last.kind == .sagaNeedsAttention || planted else {
+            let now =
+                summary.status == .needsAttention
+                ? "no longer waiting for attention (a retry or another engine wrote it meanwhile)" : "\(summary.status)"
             throw SagaError(
                 .invalidOperatorAction, sagaID: sagaID,
-                message: "saga '\(sagaID)' is \(summary.status); only a saga that needs attention can be resolved")
+                message: "saga '\(sagaID)' is \(now); only a saga that needs attention can be resolved")
         }
-        let records = try await store.records(of: sagaID)
+        guard planted || activeRun(sagaID) == nil else {
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message: "saga '\(sagaID)' started running meanwhile; only a saga that needs attention can be resolved")
+        }
         let record = SagaLogRecord(
-            sagaID: sagaID, sequence: (records.last?.sequence ?? 0) + 1, timestamp: configuration.clock.now(),
+            sagaID: sagaID, sequence: last.sequence + 1, timestamp: configuration.clock.now(),
             kind: .operatorResolved, note: note
         )
-        try await store.append(
-            SagaLogAppend(sagaID: sagaID, records: [record], status: .resolved, lastError: summary.lastError))
+        do {
+            try await store.append(
+                SagaLogAppend(
+                    sagaID: sagaID, records: [record], status: .resolved,
+                    lastError: SagaCause.folding(records).error ?? summary.lastError))
+        } catch let error as SagaStoreError where error.code == .duplicateRecord {
+            throw SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message:
+                    "saga '\(sagaID)' changed while it was being resolved (a retry or another engine wrote it); look at it again"
+            )
+        }
         logger.info("operator resolved saga", metadata: ["saga.id": "\(sagaID)", "note": "\(note)"])
     }
 
@@ -94,10 +124,16 @@ extension SagaEngine {
         }
         try ensureRunning(sagaID, action: "cancelled")
         let run = try await loadRun(sagaID, expecting: .running, action: "cancelled")
+        let queued = Mutex(false)
         do {
-            try await run.requestCancel(reason: reason) { enqueue(.run(run)) }
+            try await run.requestCancel(reason: reason) {
+                queued.withLock { $0 = true }
+                enqueue(.run(run))
+            }
         } catch {
-            runEnded(run)
+            // Refused before the run was queued: nothing runs it, so drop it and wake its waiters. Once
+            // queued, the run itself ends the wait of everyone attached to it.
+            if !queued.withLock({ $0 }) { throw abandon(run, error) }
             throw error
         }
     }
@@ -154,6 +190,15 @@ extension SagaEngine {
         }
         let records = try await store.records(of: sagaID)
         let machine = try SagaStateMachine(plan: definition.plan, sagaID: sagaID, records: records)
+        // The records are read after the summary: a run or operator may have written in between, and
+        // the status they fold to is the one that counts. The action's own record then goes at the
+        // sequence after them, which the store refuses if anyone wrote since.
+        guard machine.status == status else {
+            let code: SagaError.Code = action == "cancelled" ? .cannotCancel : .invalidOperatorAction
+            throw SagaError(
+                code, sagaID: sagaID,
+                message: "saga '\(sagaID)' is now \(machine.status); only a \(status) saga can be \(action)")
+        }
         let run = SagaRun(engine: self, definition: definition, machine: machine)
         let reserved = runtime.withLock { runtime -> Bool in
             guard runtime.active[sagaID] == nil else { return false }
@@ -169,9 +214,23 @@ extension SagaEngine {
         return run
     }
 
-    private static func operatorError(_ error: any Error, sagaID: String) -> any Error {
+    /// Drops a run reserved for an operator action that will not be executed, and ends the wait of
+    /// every caller attached to it meanwhile with `error`. Returns `error`, to throw.
+    func abandon(_ run: SagaRun, _ error: any Error) -> any Error {
+        runEnded(run)
+        run.interrupt(error)
+        return error
+    }
+
+    private static func operatorError(_ error: any Error, sagaID: String, action: String) -> any Error {
         guard let stop = error as? RunStop else { return error }
         switch stop.kind {
+        case .failed where stop.isConflict:
+            return SagaError(
+                .invalidOperatorAction, sagaID: sagaID,
+                message:
+                    "saga '\(sagaID)' changed while it was being \(action) (another operator action or engine wrote it); look at it again"
+            )
         case .failed(let error): return error
         default:
             return SagaError(

@@ -174,25 +174,34 @@ public final class SagaEngine: Service, Sendable {
                     message: "saga id '\(id)' belongs to a '\(run.definition.plan.name)' saga, not '\(definition.name)'"
                 )
             }
+            // A run still writing its creation record may fail to: answer only once the saga is
+            // durable, or with what the first caller gets.
+            try await waitUntilDurable(run, id: id, name: definition.name)
             return handle
         case .created(let run):
             enqueue(.run(run))
-            do {
-                try await run.waitUntilAccepted()
-            } catch let error as SagaStoreError where error.code == .sagaAlreadyExists {
-                guard let summary = try await store.summary(of: id) else { throw error }
-                guard summary.name == definition.name else {
-                    throw SagaError(
-                        .sagaIDConflict, sagaID: id,
-                        message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(definition.name)'")
-                }
-                // The saga exists and may be waiting for recovery: make sure it runs.
-                if summary.status.isActive {
-                    await waitForRecovery()
-                    if activeRun(id) == nil { try? await resume(sagaID: id) }
-                }
-            }
+            try await waitUntilDurable(run, id: id, name: definition.name)
             return handle
+        }
+    }
+
+    /// Waits until a run's saga is in the log; when the run turned out to duplicate a saga already
+    /// logged, makes sure that saga runs.
+    private func waitUntilDurable(_ run: SagaRun, id: String, name: String) async throws {
+        do {
+            try await run.waitUntilAccepted()
+        } catch let error as SagaStoreError where error.code == .sagaAlreadyExists {
+            guard let summary = try await store.summary(of: id) else { throw error }
+            guard summary.name == name else {
+                throw SagaError(
+                    .sagaIDConflict, sagaID: id,
+                    message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(name)'")
+            }
+            // The saga exists and may be waiting for recovery: make sure it runs.
+            if summary.status.isActive {
+                await waitForRecovery()
+                if activeRun(id) == nil { try? await resume(sagaID: id) }
+            }
         }
     }
 
@@ -270,23 +279,28 @@ public final class SagaEngine: Service, Sendable {
             if let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
                 throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
             }
+            let stopped = runtime.withLock { $0.hasRun && !$0.isRunning || $0.isShuttingDown }
+            let how =
+                stopped
+                ? "this engine has stopped; it resumes when a new engine over this log runs (its run() recovers every unfinished saga)"
+                : "it resumes when an engine recovers it, or with resume(sagaID:) on this engine"
             throw SagaError(
                 .interrupted, sagaID: sagaID,
-                message:
-                    "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; it resumes when an engine recovers it, or with resume(sagaID:)"
-            )
+                message: "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; \(how)")
         }
         return Self.settlement(summary: summary, records: try await store.records(of: sagaID))
     }
 
+    /// A settled saga's outcome rebuilt from its log, by the rule the live run follows (``SagaCause``),
+    /// so the answer is the same live, later, and in another engine.
     static func settlement(summary: SagaSummary, records: [SagaLogRecord]) -> SagaSettlement {
-        var settlement = SagaSettlement(status: summary.status, cause: summary.lastError)
+        let cause = SagaCause.folding(records)
+        var settlement = SagaSettlement(
+            status: summary.status, cause: cause.error ?? summary.lastError, causeStep: cause.step)
         for record in records.reversed() {
             switch record.kind {
             case .sagaCompleted where settlement.output == nil: settlement.output = record.payload
             case .operatorResolved where settlement.note == nil: settlement.note = record.note
-            case .sagaNeedsAttention where settlement.causeStep == nil, .stepFailed where settlement.causeStep == nil:
-                settlement.causeStep = record.step
             default: break
             }
         }

@@ -7,6 +7,8 @@ import Tracing
 struct RunStop: Error {
     enum Kind { case crashed, cancelled, shutdown, alreadyExists, failed(SagaError) }
     var kind: Kind
+    /// The log refused a record because another writer took its sequence.
+    var isConflict = false
 }
 
 /// What waiters of a run get when the run turns out to duplicate a saga already in the log: they
@@ -345,7 +347,7 @@ final class SagaRun: Sendable {
                         ? "another engine is writing saga '\(id)' (\(error)); this engine stops running it"
                         : "the saga log could not be written after \(attempt) attempts (\(error)); the saga stays as last logged and resumes on recovery or resume(sagaID:)"
                 )
-                throw RunStop(kind: .failed(failure))
+                throw RunStop(kind: .failed(failure), isConflict: duplicate)
             }
         }
     }

@@ -59,9 +59,13 @@ package struct SagaStateMachine: Sendable {
     package private(set) var input: Data?
     package private(set) var metadata: [String: String] = [:]
     package private(set) var output: Data?
+    /// Why the saga is compensating or needs attention, folded by the same rule that rebuilds an
+    /// outcome from the log.
+    package private(set) var causeOfOutcome = SagaCause()
     /// Why the saga is compensating or needs attention.
-    package private(set) var cause: RecordedError?
-    package private(set) var causeStep: String?
+    package var cause: RecordedError? { causeOfOutcome.error }
+    /// The step whose failure is the cause, if a step's.
+    package var causeStep: String? { causeOfOutcome.step }
     package private(set) var resolutionNote: String?
     /// The phase an operator retry returns to.
     package private(set) var phaseBeforeAttention: Phase = .forward
@@ -165,8 +169,6 @@ package struct SagaStateMachine: Sendable {
                 state.status = .failed
                 if plan.stepsByName[name]?.kind != .retriable, phase == .forward {
                     phase = .compensating
-                    cause = record.error
-                    causeStep = name
                 }
             }
             steps[name] = state
@@ -224,8 +226,6 @@ package struct SagaStateMachine: Sendable {
             guard phase == .forward || phase == .compensating else { throw illegal("the saga is \(status)") }
             phaseBeforeAttention = phase
             phase = .needsAttention
-            cause = record.error
-            causeStep = record.step
 
         case .operatorRetried:
             guard phase == .needsAttention else { throw illegal("only a saga that needs attention can be retried") }
@@ -252,13 +252,11 @@ package struct SagaStateMachine: Sendable {
                 throw illegal("only a saga before its pivot can be cancelled")
             }
             phase = .compensating
-            cause = RecordedError(
-                type: "SagaKit.Cancelled", message: record.note ?? "cancelled by an operator", isRetryable: false)
-            causeStep = nil
 
         default:
             throw illegal("unknown record kind '\(record.kind)'")
         }
+        causeOfOutcome.apply(record)
         nextSequence = record.sequence + 1
     }
 
@@ -302,5 +300,52 @@ package struct SagaStateMachine: Sendable {
             let state = step(definition.name)
             return definition.isCompensatable && state.attempts > 0 && state.compensation != .succeeded
         }.map(\.name)
+    }
+}
+
+/// A saga's one cause: why it compensated or needs attention, folded from its records.
+///
+/// The rule needs no definition, so an outcome rebuilt from the log (by an engine that does not know
+/// the definition, or after a restart) names the same cause as the live run: the first step that
+/// failed for good (or the operator's cancellation) since the saga last ran forward is the cause of
+/// its compensation; a later sibling's failure is not. A needs-attention record names its own cause.
+package struct SagaCause: Sendable, Equatable {
+    package private(set) var error: RecordedError?
+    package private(set) var step: String?
+    /// A cause is fixed: the saga is undoing (or deciding) because of it.
+    private var fixed = false
+    private var fixedBeforeAttention = false
+
+    package init() {}
+
+    /// Folds one record, already checked by the state machine.
+    package mutating func apply(_ record: SagaLogRecord) {
+        switch record.kind {
+        case .stepFailed where !fixed:
+            error = record.error
+            step = record.step
+            fixed = true
+        case .operatorCancelled:
+            error = RecordedError(
+                type: "SagaKit.Cancelled", message: record.note ?? "cancelled by an operator", isRetryable: false)
+            step = nil
+            fixed = true
+        case .sagaNeedsAttention:
+            fixedBeforeAttention = fixed
+            error = record.error
+            step = record.step
+            fixed = true
+        case .operatorRetried:
+            fixed = fixedBeforeAttention
+        default:
+            break
+        }
+    }
+
+    /// The cause after these records (ordered by sequence).
+    package static func folding(_ records: [SagaLogRecord]) -> SagaCause {
+        var cause = SagaCause()
+        for record in records { cause.apply(record) }
+        return cause
     }
 }

@@ -10,7 +10,7 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
         enum Base: String, Sendable {
             case emptySaga, emptyParallelGroup, invalidName, duplicateStepName, compensatableAfterPivot
             case multiplePivots, retriableBeforePivot, pivotInParallelGroup, missingCompensation
-            case invalidUnknownOutcomePolicy
+            case invalidUnknownOutcomePolicy, retriableBesideCompensatable
         }
 
         let base: Base
@@ -35,6 +35,10 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
         public static let missingCompensation = Code(base: .missingCompensation)
         /// A pivot or retriable step asks to compensate an unknown outcome.
         public static let invalidUnknownOutcomePolicy = Code(base: .invalidUnknownOutcomePolicy)
+        /// A parallel group holds both a retriable step and a compensatable one, in any order: if the
+        /// compensatable step failed for good, the retriable step's effect could stand while the saga
+        /// compensates.
+        public static let retriableBesideCompensatable = Code(base: .retriableBesideCompensatable)
 
         public var description: String { base.rawValue }
     }
