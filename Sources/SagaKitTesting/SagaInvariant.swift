@@ -16,6 +16,23 @@ public struct SagaRunReport: Sendable {
     public var stepsCompensatingUnknownOutcomes: Set<String>
     /// Where the run was crashed, if it was.
     public var crashPoint: String?
+    /// The saga's structure, when the checker knows it: the history must replay through it.
+    package var plan: SagaPlan?
+
+    package init(
+        sagaID: String, summary: SagaSummary?, records: [SagaLogRecord], events: [SagaTrace.Event],
+        compensatableSteps: Set<String>, stepsCompensatingUnknownOutcomes: Set<String>, crashPoint: String?,
+        plan: SagaPlan? = nil
+    ) {
+        self.sagaID = sagaID
+        self.summary = summary
+        self.records = records
+        self.events = events
+        self.compensatableSteps = compensatableSteps
+        self.stepsCompensatingUnknownOutcomes = stepsCompensatingUnknownOutcomes
+        self.crashPoint = crashPoint
+        self.plan = plan
+    }
 }
 
 /// A property every saga run must have. Returns a description of the violation, or `nil`.
@@ -44,9 +61,27 @@ public struct SagaInvariant: Sendable {
 
     /// The invariants every saga must satisfy, whatever its participants.
     public static let builtIn: [SagaInvariant] = [
-        endsSettled, compensatesOnlyStartedSteps, netEffectMatchesOutcome, nothingRunsAfterTheEnd,
+        endsSettled, historyReplays, compensatesOnlyStartedSteps, netEffectMatchesOutcome, nothingRunsAfterTheEnd,
         unknownOutcomesAreNotRetriedWhenPolicyCompensates,
     ]
+
+    /// The saga's history is one the state machine accepts, record by record, and folds to the status
+    /// its summary shows: no record was appended beside a run that was still writing (checked when
+    /// the report carries the definition's structure).
+    public static let historyReplays = SagaInvariant("the history replays to the logged status") { report in
+        guard let plan = report.plan, let summary = report.summary else { return nil }
+        do {
+            let machine = try SagaStateMachine(plan: plan, sagaID: report.sagaID, records: report.records)
+            if machine.status != summary.status {
+                return "the records fold to \(machine.status) but the summary says \(summary.status)"
+            }
+            return nil
+        } catch let error as SagaError {
+            return "the history does not replay: \(error.message)"
+        } catch {
+            return "the history does not replay: \(error)"
+        }
+    }
 
     /// A step whose policy compensates unknown outcomes is never called again after a call whose
     /// outcome the engine did not learn (a crash during or after it): the write-ahead intent told
@@ -71,13 +106,17 @@ public struct SagaInvariant: Sendable {
         return nil
     }
 
-    /// Every saga ends completed, compensated, or needing attention with a recorded cause.
+    /// Every saga ends completed, compensated, needing attention with a recorded cause, or resolved
+    /// by an operator.
     public static let endsSettled = SagaInvariant("ends completed, compensated or needs attention with a cause") {
         report in
         guard let summary = report.summary else { return "the saga is not in the log" }
         switch summary.status {
         case .completed, .compensated: return nil
         case .needsAttention: return summary.lastError == nil ? "needs attention without a recorded cause" : nil
+        case .resolved:
+            // Only an operator ends a saga resolved, and only one that needed attention.
+            return report.records.last?.kind == .operatorResolved ? nil : "resolved without an operator's record"
         default: return "the saga ended \(summary.status)"
         }
     }
@@ -131,7 +170,8 @@ public struct SagaInvariant: Sendable {
         guard
             let end = report.events.firstIndex(where: {
                 $0.kind == .appended
-                    && ($0.records.contains("saga.completed") || $0.records.contains("saga.compensated"))
+                    && ($0.records.contains("saga.completed") || $0.records.contains("saga.compensated")
+                        || $0.records.contains("operator.resolved"))
             })
         else { return nil }
         if let late = report.events[(end + 1)...].first(where: { $0.kind == .callStarted }) {

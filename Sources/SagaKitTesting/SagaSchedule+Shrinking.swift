@@ -1,6 +1,7 @@
 extension SagaSchedule {
-    /// Every schedule one step smaller than this one: a saga, a step, a fault, a policy or the crash
-    /// removed, a parallel group made sequential, or the crash moved earlier. A structural change
+    /// Every schedule one step smaller than this one: a saga, a step, a fault, a policy, an operator
+    /// action or the crash removed, a parallel group made sequential, or the crash or an operator
+    /// action moved earlier. A structural change
     /// shifts the durable points, so each also comes with every earlier crash point.
     public var smallerCandidates: [SagaSchedule] {
         var candidates: [SagaSchedule] = []
@@ -40,7 +41,27 @@ extension SagaSchedule {
                         smaller.crash?.saga -= 1
                     }
                 }
+                smaller.operations.removeAll { $0.saga == index }
+                for operation in smaller.operations.indices where smaller.operations[operation].saga > index {
+                    smaller.operations[operation].saga -= 1
+                }
                 candidates.append(smaller)
+            }
+        }
+        for index in operations.indices {
+            var smaller = self
+            smaller.operations.remove(at: index)
+            candidates.append(smaller)
+            if let point = operations[index].afterPoint {
+                // Fired once the saga answered instead of at a point, or at an earlier point.
+                var later = self
+                later.operations[index].afterPoint = nil
+                candidates.append(later)
+                for earlier in 0..<point {
+                    var moved = self
+                    moved.operations[index].afterPoint = earlier
+                    candidates.append(moved)
+                }
             }
         }
         for (sagaIndex, shape) in sagas.enumerated() {

@@ -80,23 +80,70 @@ public struct SagaSchedule: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// An operator action, racing the saga it names on the first engine.
+    public struct Operation: Hashable, Sendable, CustomStringConvertible {
+        /// What the operator does.
+        public struct Action: Hashable, Sendable, CustomStringConvertible {
+            enum Base: String, Hashable, Sendable, CaseIterable { case retry, resolve, cancel, resume }
+            let base: Base
+
+            /// `SagaEngine.retry(sagaID:note:)`.
+            public static let retry = Action(base: .retry)
+            /// `SagaEngine.resolve(sagaID:note:)`.
+            public static let resolve = Action(base: .resolve)
+            /// `SagaEngine.cancel(sagaID:reason:)`.
+            public static let cancel = Action(base: .cancel)
+            /// `SagaEngine.resume(sagaID:)`.
+            public static let resume = Action(base: .resume)
+
+            public var description: String { base.rawValue }
+        }
+
+        /// The saga (index into ``SagaSchedule/sagas``).
+        public var saga: Int
+        /// The action.
+        public var action: Action
+        /// Fire once the saga has passed this many of its durable points; `nil` (or a point the saga
+        /// never reaches) fires when the saga's first caller gets its answer.
+        public var afterPoint: Int?
+
+        /// Creates an operation.
+        public init(saga: Int, action: Action, afterPoint: Int? = nil) {
+            self.saga = saga
+            self.action = action
+            self.afterPoint = afterPoint
+        }
+
+        public var description: String {
+            "\(action) saga \(saga) " + (afterPoint.map { "after its durable point \($0)" } ?? "once it answered")
+        }
+    }
+
     /// Creates a schedule.
-    public init(sagas: [SagaShape], crash: Crash? = nil) {
+    public init(sagas: [SagaShape], crash: Crash? = nil, operations: [Operation] = []) {
         self.sagas = sagas
         self.crash = crash
+        self.operations = operations
     }
 
     /// The sagas, started at once.
     public var sagas: [SagaShape]
     /// Where the first engine dies; `nil` for no crash.
     public var crash: Crash?
+    /// Operator actions fired concurrently with the sagas on the first engine. Each may be refused
+    /// (the saga is not in a state that allows it); what it must never do is break an invariant.
+    public var operations: [Operation]
 
-    /// The number of steps over all sagas: a measure of how small a counterexample is.
-    public var size: Int { sagas.reduce(0) { $0 + $1.steps.count } + sagas.reduce(0) { $0 + $1.faults.count } }
+    /// The number of steps, faults and operations over all sagas: a measure of how small a
+    /// counterexample is.
+    public var size: Int {
+        sagas.reduce(0) { $0 + $1.steps.count } + sagas.reduce(0) { $0 + $1.faults.count } + operations.count
+    }
 
     public var description: String {
         sagas.enumerated().map { "saga \($0.offset): \($0.element)" }.joined(separator: "\n")
             + "\ncrash: " + (crash.map { "saga \($0.saga), at its durable point \($0.point)" } ?? "none")
+            + (operations.isEmpty ? "" : "\noperator: " + operations.map(\.description).joined(separator: "; "))
     }
 }
 
@@ -126,14 +173,35 @@ public enum SagaGen {
         }
     }
 
-    /// A schedule of 1 to 3 concurrent sagas and an optional crash point.
-    public static func schedule(maxSagas: Int = 3) -> Generator<SagaSchedule, some SendableSequenceType> {
+    /// A schedule of 1 to 3 concurrent sagas, an optional crash point, and up to `maxOperations`
+    /// operator actions (retry, resolve, cancel, resume) racing them.
+    public static func schedule(maxSagas: Int = 3, maxOperations: Int = 3) -> Generator<
+        SagaSchedule, some SendableSequenceType
+    > {
         zip(
             shape().array(of: 1...max(1, maxSagas)),
-            zip(Gen.int(in: 0...max(0, maxSagas - 1)), Gen.int(in: 0...30)).optional(valueRate: 0.8)
+            zip(Gen.int(in: 0...max(0, maxSagas - 1)), Gen.int(in: 0...30)).optional(valueRate: 0.8),
+            operation(maxSagas: maxSagas).array(of: 0...max(0, maxOperations))
         ).map { input in
             let crash = input.1.map { SagaSchedule.Crash(saga: $0.0 % input.0.count, point: $0.1) }
-            return SagaSchedule(sagas: input.0, crash: crash)
+            let operations = input.2.map { operation in
+                var operation = operation
+                operation.saga %= input.0.count
+                return operation
+            }
+            return SagaSchedule(sagas: input.0, crash: crash, operations: operations)
+        }
+    }
+
+    /// One operator action on one of `maxSagas` sagas, fired at a durable point or once the saga answered.
+    static func operation(maxSagas: Int) -> Generator<SagaSchedule.Operation, some SendableSequenceType> {
+        zip(
+            Gen.int(in: 0...max(0, maxSagas - 1)),
+            Gen.int(in: 0...(SagaSchedule.Operation.Action.Base.allCases.count - 1)),
+            Gen.int(in: 0...20).optional(valueRate: 0.5)
+        ).map { input in
+            SagaSchedule.Operation(
+                saga: input.0, action: SagaSchedule.Operation.Action(base: .allCases[input.1]), afterPoint: input.2)
         }
     }
 

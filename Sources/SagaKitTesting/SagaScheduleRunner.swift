@@ -32,7 +32,9 @@ public struct SagaScheduleRunner: Sendable {
 
     /// Runs the schedule and checks every saga.
     public func run(_ schedule: SagaSchedule) async throws -> [InvariantViolation] {
-        let store = InMemorySagaStore()
+        // Yields around every store call, so that operator actions, callers and runs interleave in
+        // more orders than an in-memory store that never suspends would allow.
+        let store = InterleavingStore(InMemorySagaStore())
         let ledger = EffectLedger()
         let trace = SagaTrace()
         let faults = ParticipantFaults()
@@ -45,12 +47,25 @@ public struct SagaScheduleRunner: Sendable {
 
         let crashing = FaultPointRecorder(
             trace: trace, crashAt: schedule.crash?.point, inSaga: schedule.crash.map { ids[$0.saga] })
+        let triggers = OperationTriggers(schedule.operations, ids: ids)
         let first = SagaEngine(
-            store: store, configuration: crashing.configure(faults.configure(configuration)), logger: logger)
+            store: store, configuration: triggers.configure(crashing.configure(faults.configure(configuration))),
+            logger: logger)
         try await withRunningSagaEngine(first) { engine in
             await withTaskGroup(of: Void.self) { group in
                 for (index, definition) in definitions.enumerated() {
-                    group.addTask { _ = try? await engine.run(definition, id: ids[index], input: Input(saga: index)) }
+                    group.addTask {
+                        _ = try? await engine.run(definition, id: ids[index], input: Input(saga: index))
+                        triggers.answered(saga: index)
+                    }
+                }
+                for (index, operation) in schedule.operations.enumerated() {
+                    group.addTask {
+                        await triggers.gate(index).wait()
+                        // Refusals are expected (the saga is not in a state that allows the action); an
+                        // action must never break an invariant, which the checks below see.
+                        try? await Self.perform(operation.action, on: ids[operation.saga], engine: engine)
+                    }
                 }
             }
         }
@@ -90,7 +105,7 @@ public struct SagaScheduleRunner: Sendable {
                     shape.steps.filter { $0.kind == .compensatable }.map { "saga\(index).\($0.name)" }),
                 stepsCompensatingUnknownOutcomes: Set(
                     shape.steps.filter(\.compensatesUnknownOutcome).map { "saga\(index).\($0.name)" }),
-                crashPoint: crashing.crashed)
+                crashPoint: crashing.crashed, plan: definitions[index].plan)
             for invariant in SagaInvariant.builtIn {
                 if let message = try await invariant.evaluate(report) {
                     violations.append(
@@ -106,6 +121,15 @@ public struct SagaScheduleRunner: Sendable {
             }
         }
         return violations
+    }
+
+    static func perform(_ action: SagaSchedule.Operation.Action, on id: String, engine: SagaEngine) async throws {
+        switch action {
+        case .retry: try await engine.retry(sagaID: id, note: "schedule retry")
+        case .resolve: try await engine.resolve(sagaID: id, note: "schedule resolve")
+        case .cancel: try await engine.cancel(sagaID: id, reason: "schedule cancel")
+        default: try await engine.resume(sagaID: id)
+        }
     }
 
     static func definition(index: Int, shape: SagaShape, ledger: EffectLedger) -> SagaDefinition<Input, NoOutput> {
@@ -175,4 +199,122 @@ final class EffectLedger: Sendable {
         }
         return nil
     }
+}
+
+/// Opens each operation's gate when its saga passes the operation's durable point, or when the
+/// saga's first caller got its answer, whichever comes first.
+final class OperationTriggers: Sendable {
+    private struct State {
+        var points: [String: Int] = [:]
+        var opened: Set<Int> = []
+    }
+
+    private let operations: [SagaSchedule.Operation]
+    private let ids: [String]
+    private let gates: [OperationGate]
+    private let state = Mutex(State())
+
+    init(_ operations: [SagaSchedule.Operation], ids: [String]) {
+        self.operations = operations
+        self.ids = ids
+        self.gates = operations.map { _ in OperationGate() }
+    }
+
+    func gate(_ index: Int) -> OperationGate { gates[index] }
+
+    func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
+        guard !operations.isEmpty else { return configuration }
+        var configuration = configuration
+        let previous = configuration.faultPoint
+        configuration.faultPoint = { [self] point in
+            if point.moment != .callFailed { self.passed(point.sagaID) }
+            try previous?(point)
+        }
+        return configuration
+    }
+
+    private func passed(_ sagaID: String) {
+        let due = state.withLock { state -> [Int] in
+            let count = state.points[sagaID, default: 0] + 1
+            state.points[sagaID] = count
+            let due = operations.indices.filter { index in
+                let operation = operations[index]
+                guard ids[operation.saga] == sagaID, let point = operation.afterPoint else { return false }
+                return point < count && !state.opened.contains(index)
+            }
+            state.opened.formUnion(due)
+            return due
+        }
+        for index in due { gates[index].open() }
+    }
+
+    func answered(saga: Int) {
+        let due = state.withLock { state -> [Int] in
+            let due = operations.indices.filter { operations[$0].saga == saga && !state.opened.contains($0) }
+            state.opened.formUnion(due)
+            return due
+        }
+        for index in due { gates[index].open() }
+    }
+}
+
+/// A one-shot gate an operation waits on.
+final class OperationGate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let go = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if go { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// A store that suspends (yields) a random number of times before each call: cheap scheduling noise
+/// that widens the windows between an operation's reads and its write.
+final class InterleavingStore: SagaStore {
+    let base: any SagaStore
+    private let random = Mutex(SystemRandomNumberGenerator())
+
+    init(_ base: any SagaStore) { self.base = base }
+
+    private func noise() async {
+        let yields = random.withLock { Int.random(in: 0...3, using: &$0) }
+        for _ in 0..<yields { await Task.yield() }
+    }
+
+    func append(_ append: SagaLogAppend) async throws {
+        await noise()
+        try await base.append(append)
+    }
+
+    func summary(of sagaID: String) async throws -> SagaSummary? {
+        await noise()
+        return try await base.summary(of: sagaID)
+    }
+
+    func records(of sagaID: String) async throws -> [SagaLogRecord] {
+        await noise()
+        return try await base.records(of: sagaID)
+    }
+
+    func sagas(matching query: SagaQuery) async throws -> [SagaSummary] {
+        await noise()
+        return try await base.sagas(matching: query)
+    }
+
+    func activeSagaRecords() async throws -> [SagaLogRecords] { try await base.activeSagaRecords() }
 }

@@ -27,10 +27,45 @@ struct PropertyScheduleTests {
         #expect(runs.withLock { $0 } == Self.count)
     }
 
-    static func broken(_ schedule: SagaSchedule) async throws -> [InvariantViolation] {
+    static func broken(_ schedule: SagaSchedule, bug: PlantedBug = .skipWriteAheadIntent) async throws
+        -> [InvariantViolation]
+    {
         var runner = SagaScheduleRunner()
-        runner.plantedBug = .skipWriteAheadIntent
+        runner.plantedBug = bug
         return try await runner.run(schedule)
+    }
+
+    /// Operator actions race the sagas: a resolve that checks the status and appends in two steps
+    /// (the engine's resolve before it was made a compare-and-set) is caught, and shrunk.
+    @Test(.timeLimit(.minutes(3)))
+    func catchesAndShrinksAResolveRacingARetry() async throws {
+        let bug = PlantedBug.resolveWithoutCompareAndSet
+        let smallest = Mutex<SagaSchedule?>(nil)
+        let found = Mutex(0)
+        await withKnownIssue("the planted race must be caught") {
+            await propertyCheck(count: Self.raceCount, input: SagaGen.schedule()) { schedule in
+                let violations = try await Self.broken(schedule, bug: bug)
+                if !violations.isEmpty {
+                    found.withLock { $0 += 1 }
+                    smallest.withLock { current in
+                        if current.map({ schedule.size < $0.size }) ?? true { current = schedule }
+                    }
+                }
+                #expect(violations.isEmpty, "\(schedule)\n\(violations.map(\.description).joined(separator: "\n"))")
+            }
+        }
+        let failing = try #require(smallest.withLock { $0 }, "the planted race was not caught")
+        let counterexample = try await failing.shrunk(attempts: 20) { try await !Self.broken($0, bug: bug).isEmpty }
+        print(
+            "planted race: found after \(found.withLock { $0 }) failing schedule(s) (size \(failing.size)), shrunk to (size \(counterexample.size)):\n\(counterexample)"
+        )
+        #expect(counterexample.operations.contains { $0.action == .resolve }, "\(counterexample)")
+        #expect(
+            try await SagaScheduleRunner().run(counterexample).isEmpty, "the correct engine passes the counterexample")
+    }
+
+    static var raceCount: Int {
+        ProcessInfo.processInfo.environment["SAGAKIT_RACE_SCHEDULES"].flatMap(Int.init) ?? 10_000
     }
 
     /// The checker must be able to fail: an engine that writes a step's intent after calling the
