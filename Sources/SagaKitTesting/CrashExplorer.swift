@@ -65,6 +65,11 @@ public struct CrashExplorationReport: Sendable, CustomStringConvertible {
 /// }.explore()
 /// #expect(report.violations.isEmpty, "\(report)")
 /// ```
+///
+/// Every run checks the scenario's ``SagaScenario/faults`` against its definition first
+/// (``ParticipantFaults/verify(against:)``): a fault injected into a step the saga does not have
+/// makes ``explore()`` throw a ``ParticipantFaultsError`` naming it, rather than explore a saga the
+/// fault never touches.
 public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendable>: Sendable {
     /// Opens the log for exploration `index`; called twice per point (before and after the crash).
     public var makeStore: @Sendable (_ index: Int) throws -> any SagaStore
@@ -77,10 +82,39 @@ public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendabl
     public var configuration: SagaEngine.Configuration
     /// The invariants every run must satisfy besides the scenario's. Default ``SagaInvariant/builtIn``.
     public var invariants: [SagaInvariant]
-    /// The saga id used for every run.
+    /// The saga id used for every run. Default `"explored-saga"`.
+    ///
+    /// Participants see it in every idempotency key (`<saga id>/<step name>`), and invariants in
+    /// ``SagaRunReport/sagaID``. Set it when a participant or an invariant depends on the id, for
+    /// example a service that derives an order number from the key:
+    ///
+    /// ```swift
+    /// let explorer = CrashExplorer(makeStore: makeStore, closeStore: closeStore, sagaID: "order-42") {
+    ///     SagaScenario(definition: placeOrder(products, orders), input: order)
+    /// }
+    /// // every key the participants see starts with "order-42/"
+    /// ```
     public var sagaID: String
 
     /// Creates an explorer.
+    ///
+    /// - Parameters:
+    ///   - makeStore: Opens the log for exploration `index`; called twice per point, so it must open
+    ///     the same log both times (for example a file named after `index`).
+    ///   - closeStore: Closes a log before it is opened again; a SQLite store must be closed before a
+    ///     new store opens its file.
+    ///   - sagaID: The id of the saga in every run; see ``sagaID``.
+    ///   - makeScenario: Builds a fresh world, definition and faults for one run.
+    ///
+    /// ```swift
+    /// let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
+    ///     makeStore: { try SQLiteSagaStore(path: directory.appendingPathComponent("\($0).sqlite").path) },
+    ///     closeStore: { try await ($0 as? SQLiteSagaStore)?.close() },
+    ///     sagaID: "order-42"
+    /// ) {
+    ///     SagaScenario(definition: placeOrder(Products(), Orders()), input: PlaceOrderInput(product: "tea", quantity: 2))
+    /// }
+    /// ```
     public init(
         makeStore: @escaping @Sendable (_ index: Int) throws -> any SagaStore,
         closeStore: @escaping @Sendable (any SagaStore) async throws -> Void = { _ in },
@@ -98,6 +132,15 @@ public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendabl
     }
 
     /// Runs the uninterrupted saga once to find its durable points, then crashes at each.
+    ///
+    /// ```swift
+    /// let report = try await explorer.explore()
+    /// #expect(report.violations.isEmpty, "\(report)")
+    /// ```
+    ///
+    /// - Throws: ``ParticipantFaultsError`` when the scenario's faults name a step its definition does
+    ///   not have; ``InvariantViolation`` when the saga does not finish without a crash; errors of
+    ///   `makeStore`, `closeStore` and `makeScenario`.
     public func explore() async throws -> CrashExplorationReport {
         let dry = try await run(index: 0, crashAt: nil)
         guard dry.uninterrupted else {
@@ -127,6 +170,7 @@ public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendabl
 
     func run(index: Int, crashAt: Int?) async throws -> RunResult {
         let scenario = try await makeScenario()
+        try scenario.faults.verify(against: scenario.definition)
         let trace = SagaTrace()
         let logger = Logger(label: "sagakit.crash-explorer", factory: { _ in SwiftLogNoOpLogHandler() })
         let recorder = FaultPointRecorder(trace: trace, crashAt: crashAt)

@@ -1,11 +1,17 @@
+// The "Testing your sagas" article (Sources/SagaKitTesting/SagaKitTesting.docc/TestingYourSagas.md)
+// shows every region between `// ARTICLE-BEGIN <name>` and `// ARTICLE-END <name>` below, verbatim,
+// in the Swift block after its `<!-- compiled: <name> -->` marker; `theArticleShowsThisCode` keeps
+// them identical. Change both together.
+
+// ARTICLE-BEGIN participants
 import Foundation
 import SagaKit
 import SagaKitSQLite
 import SagaKitTesting
+import Synchronization
 import Testing
 
-// A user's own saga, as the "Testing your sagas" article assumes it: fakes of two services
-// (idempotent by key) and the place-order saga over them.
+/// A fake stock service: applies each idempotency key at most once, and refunds by the same key.
 actor Products {
     var stock = ["tea": 10]
     var applied: Set<String> = []
@@ -14,11 +20,12 @@ actor Products {
         stock[product, default: 0] -= quantity
     }
     func refund(_ product: String, _ quantity: Int, key: String) {
-        guard applied.remove(key) != nil else { return }
+        guard applied.remove(key) != nil else { return }  // never deducted: nothing to refund
         stock[product, default: 0] += quantity
     }
 }
 
+/// A fake order service: writes each order once per idempotency key.
 actor Orders {
     var sold: [String: Int] = [:]
     var keys: Set<String> = []
@@ -27,9 +34,12 @@ actor Orders {
         sold[order.product, default: 0] += order.quantity
     }
 }
+// ARTICLE-END participants
 
+// ARTICLE-BEGIN definition
 struct PlaceOrderInput: Codable, Sendable { var product: String; var quantity: Int }
 
+/// The saga under test, built over the participants it is given.
 func placeOrder(_ products: Products, _ orders: Orders) -> SagaDefinition<PlaceOrderInput, NoOutput> {
     SagaDefinition("place-order") {
         SagaStep<PlaceOrderInput, NoOutput>.compensatable("deduct-stock") { context in
@@ -44,13 +54,14 @@ func placeOrder(_ products: Products, _ orders: Orders) -> SagaDefinition<PlaceO
         }
     }
 }
+// ARTICLE-END definition
 
 @Suite("Testing your sagas (article)", .timeLimit(.minutes(1)))
 struct TestingYourSagasArticleTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    // ARTICLE-BEGIN
+    // ARTICLE-BEGIN crash-test
     @Test func placeOrderSurvivesACrashAtEveryDurablePoint() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -75,7 +86,113 @@ struct TestingYourSagasArticleTests {
         #expect(report.violations.isEmpty, "\(report)")
         #expect(report.explored > 10)
     }
-    // ARTICLE-END
+    // ARTICLE-END crash-test
+
+    // ARTICLE-BEGIN fault-names
+    @Test func faultsNameStepsOfTheSaga() throws {
+        let faults = ParticipantFaults()
+        faults.inject(.loseReply(call: 1), into: "deduct-stock")
+        faults.inject(.fail(call: 1), into: "create-ordr")  // a typo: the saga has no such step
+        let error = #expect(throws: ParticipantFaultsError.self) {
+            try faults.verify(against: placeOrder(Products(), Orders()))
+        }
+        #expect(error?.unknownSteps == ["create-ordr"])
+        #expect(error?.knownSteps == ["deduct-stock", "create-order"])
+    }
+    // ARTICLE-END fault-names
+
+    // ARTICLE-BEGIN idempotence-test
+    @Test func placeOrderIsIdempotent() async throws {
+        let world = Mutex<(Products, Orders)?>(nil)  // the world the latest scenario built
+        let check = IdempotenceCheck(
+            snapshot: {
+                let (products, orders) = world.withLock { $0! }
+                return [await products.stock["tea"] ?? 0, await orders.sold["tea"] ?? 0]
+            },
+            sagaID: "order-42"
+        ) {
+            let products = Products()
+            let orders = Orders()
+            world.withLock { $0 = (products, orders) }
+            return SagaScenario(
+                definition: placeOrder(products, orders), input: PlaceOrderInput(product: "tea", quantity: 2))
+        }
+        let mismatch = try await check.run()
+        #expect(mismatch == nil, "\(String(describing: mismatch))")
+        #expect(await world.withLock { $0! }.1.keys == ["order-42/create-order"])
+    }
+    // ARTICLE-END idempotence-test
+
+    // ARTICLE-BEGIN saga-id
+    @Test func placeOrderWritesOneOrderUnderTheCallersID() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
+            makeStore: { try SQLiteSagaStore(path: directory.appendingPathComponent("\($0).sqlite").path) },
+            closeStore: { try await ($0 as? SQLiteSagaStore)?.close() },
+            sagaID: "order-42"  // the id your request handler gives this order's saga
+        ) {
+            let orders = Orders()
+            let oneOrder = SagaInvariant("a completed saga wrote order-42 once") { report in
+                let keys = await orders.keys
+                let expected: Set<String> = report.summary?.status == .completed ? ["order-42/create-order"] : []
+                return keys == expected ? nil : "order keys \(keys.sorted())"
+            }
+            return SagaScenario(
+                definition: placeOrder(Products(), orders), input: PlaceOrderInput(product: "tea", quantity: 2),
+                invariants: [oneOrder])
+        }
+        let report = try await explorer.explore()
+        #expect(report.violations.isEmpty, "\(report)")
+    }
+    // ARTICLE-END saga-id
+
+    /// The article's regions, by name, dedented by their marker's indentation.
+    static func sourceRegions(_ source: String) -> [String: String] {
+        var regions: [String: String] = [:]
+        var open: (name: String, indent: String, lines: [String])?
+        for line in source.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("// ARTICLE-BEGIN ") {
+                open = (String(trimmed.dropFirst("// ARTICLE-BEGIN ".count)), String(line.prefix { $0 == " " }), [])
+            } else if trimmed.hasPrefix("// ARTICLE-END "), let region = open {
+                #expect(trimmed == "// ARTICLE-END \(region.name)", "region '\(region.name)' ends with \(trimmed)")
+                regions[region.name] = region.lines.joined(separator: "\n").trimmingCharacters(in: .newlines)
+                open = nil
+            } else if open != nil {
+                open!.lines.append(line.hasPrefix(open!.indent) ? String(line.dropFirst(open!.indent.count)) : line)
+            }
+        }
+        #expect(open == nil, "region '\(open?.name ?? "")' is not closed")
+        return regions
+    }
+
+    /// The article's Swift blocks, by the name of the `<!-- compiled: name -->` marker before each;
+    /// a block without a marker is recorded under "".
+    static func articleBlocks(_ article: String) -> [(name: String, code: String)] {
+        var blocks: [(name: String, code: String)] = []
+        var marker = ""
+        var code: [String]?
+        for line in article.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            if var lines = code {
+                if line == "```" {
+                    blocks.append((marker, lines.joined(separator: "\n")))
+                    code = nil
+                    marker = ""
+                } else {
+                    lines.append(line)
+                    code = lines
+                }
+            } else if line == "```swift" {
+                code = []
+            } else if line.hasPrefix("<!-- compiled: "), line.hasSuffix(" -->") {
+                marker = String(line.dropFirst("<!-- compiled: ".count).dropLast(" -->".count))
+            } else if !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                marker = ""
+            }
+        }
+        return blocks
+    }
 
     @Test func theArticleShowsThisCode() throws {
         let article = try String(
@@ -83,17 +200,15 @@ struct TestingYourSagasArticleTests {
                 "Sources/SagaKitTesting/SagaKitTesting.docc/TestingYourSagas.md"),
             encoding: .utf8)
         let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
-        func region(_ text: String, _ begin: String, _ end: String, dedent: Bool) -> String? {
-            guard let start = text.range(of: begin),
-                let stop = text.range(of: end, range: start.upperBound..<text.endIndex)
-            else { return nil }
-            return text[start.upperBound..<stop.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
-                .map { dedent && $0.hasPrefix("    ") ? String($0.dropFirst(4)) : String($0) }
-                .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        let compiled = Self.sourceRegions(source)
+        let shown = Self.articleBlocks(article)
+        let names = ["participants", "definition", "crash-test", "fault-names", "idempotence-test", "saga-id"]
+        #expect(Set(compiled.keys) == Set(names))
+        #expect(shown.map(\.name) == names, "every Swift block in the article is compiled here, once, in this order")
+        for block in shown {
+            #expect(block.code == compiled[block.name], "the article's '\(block.name)' block is not the compiled one")
         }
-        let compiled = try #require(region(source, "// ARTICLE-BEGIN", "    // ARTICLE-END", dedent: true))
-        let shown = try #require(region(article, "<!-- compiled-test -->\n```swift", "```", dedent: false))
-        #expect(shown == compiled)
-        #expect(compiled.split(separator: "\n").count < 30, "the article promises a test in under 30 lines")
+        let test = try #require(compiled["crash-test"])
+        #expect(test.split(separator: "\n").count < 30, "the article promises a test in under 30 lines")
     }
 }
