@@ -56,6 +56,31 @@ extension SQLiteSagaStore {
         /// How many read-only connections serve concurrent reads (recovery, listings). Default 4.
         public var readerCount: Int = 4
 
+        /// Whether the store opens a log that lost commits it made, accepting the loss. Default `false`.
+        ///
+        /// The store counts its commits in the database, and after each one records its number, the
+        /// commit mark, in the lock file `<path>-sagakit.lock`. A database that ends before the mark
+        /// lost committed records: its `-wal` file was deleted or damaged (SQLite ignores every commit
+        /// after a damaged one), or an older copy of the database was put in its place. By default
+        /// opening such a log fails with `SagaStoreError.Code.logShortened`, naming the lost commits, and
+        /// leaves every file untouched. With `true`, the store logs a warning (`opening a shortened saga
+        /// log`), opens the log as it is, and moves the mark back to the log's end, so later openings
+        /// need no override.
+        ///
+        /// ```swift
+        /// var configuration = SQLiteSagaStore.Configuration()
+        /// configuration.acceptsShortenedLog = true  // once, after restoring what could be restored
+        /// let store = try SQLiteSagaStore(path: "sagas.sqlite", configuration: configuration)
+        /// ```
+        ///
+        /// - Important: A shortened log has forgotten steps the engine ran. Recovery resumes the affected
+        ///   sagas from their shortened histories, so steps that already ran, pivots included, may run
+        ///   again, and sagas that had finished may resume. Restore the missing `-wal` file, or the log
+        ///   from a backup, if you can; set this for one opening only, after deciding the loss is
+        ///   acceptable. With ``Synchronous/normal`` the mark moves only when the store closes cleanly,
+        ///   so a log that loses its `-wal` file after a crash is not noticed.
+        public var acceptsShortenedLog = false
+
         /// Creates a configuration with the defaults.
         ///
         /// ```swift

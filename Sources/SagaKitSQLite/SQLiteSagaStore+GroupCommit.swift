@@ -23,6 +23,7 @@ struct WriterState {
     var queue: [PendingWrite] = []
     var isDraining = false
     var isClosed = false
+    var markFailureLogged = false
 }
 
 /// One caller waiting for its write to commit.
@@ -70,6 +71,10 @@ private enum WriteOutcome {
     case notRun
     case written(Data)
     case failed(any Error)
+
+    var isWritten: Bool {
+        if case .written = self { true } else { false }
+    }
 }
 
 extension SQLiteSagaStore {
@@ -233,13 +238,52 @@ extension SQLiteSagaStore {
                 }
             }
         }
+        // Count the commit in the database, in the same transaction: the counter the opening store
+        // compares with the commit mark. A batch whose every write failed commits nothing to count.
+        let counter = commitCounter.load(ordering: .relaxed) + 1
+        if outcomes.contains(where: \.isWritten) {
+            do {
+                let bump = try db.cachedStatement(sql: "UPDATE sagakit_meta SET value = ? WHERE key = ?")
+                bump.setUncheckedArguments([counter, Self.commitCounterKey])
+                try bump.execute()
+                if db.changesCount == 0 {
+                    try db.execute(
+                        sql: "INSERT INTO sagakit_meta (key, value) VALUES (?, ?)",
+                        arguments: [Self.commitCounterKey, counter])
+                }
+            } catch {
+                if db.isInsideTransaction { try? db.rollback() }
+                return error
+            }
+        }
         do {
             try db.commit()
-            return nil
         } catch {
             try? db.rollback()
             return error
         }
+        if outcomes.contains(where: \.isWritten) {
+            commitCounter.store(counter, ordering: .relaxed)
+            // After the commit, which `synchronous = FULL` made durable: the mark is never ahead of
+            // the log. (With NORMAL the commit is not durable yet; `close()` moves the mark then.)
+            if configuration.synchronous == .full, let problem = sidecar.writeMark(counter) {
+                logMarkFailure(problem)
+            }
+        }
+        return nil
+    }
+
+    /// Logs, once per store, that the commit mark could not be written; the mark then stays behind the
+    /// log, which is safe.
+    private func logMarkFailure(_ problem: String) {
+        let first = writer.withLock { state in
+            defer { state.markFailureLogged = true }
+            return !state.markFailureLogged
+        }
+        guard first else { return }
+        logger.warning(
+            "saga log commit mark not written",
+            metadata: ["path": "\(path)", "error": "'\(sidecar.path)': \(problem)"])
     }
 
     private func write(_ work: PendingWrite.Work, _ db: Database, _ encoder: JSONEncoder) throws -> Data {

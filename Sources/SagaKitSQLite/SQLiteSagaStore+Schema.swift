@@ -45,18 +45,27 @@ extension SQLiteSagaStore {
                 arguments: [String(SQLiteSagaStore.logFormatVersion)]
             )
         }
+        // The commit counter the store bumps in every group commit, compared at opening with the commit
+        // mark in the lock file. Logs written before it get it at 0, and no mark yet.
+        migrator.registerMigration("sagakit.commit-counter") { db in
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO sagakit_meta (key, value) VALUES ('\(commitCounterKey)', '0')")
+        }
         return migrator
     }()
+
+    /// The `sagakit_meta` key of the commit counter.
+    static let commitCounterKey = "commit_counter"
 
     /// The first 16 bytes of every SQLite database file.
     private static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
-    /// Checks, without writing a byte, that `path` can hold a saga log this code understands.
+    /// Checks, without writing a byte or opening SQLite, that `path` may hold a saga log: it is not a
+    /// directory, its directory exists, and a file there is empty or starts like an SQLite database.
     ///
-    /// An absent or empty file is fine (it becomes a new log). A file that is not SQLite, is damaged
-    /// where SQLite reads first, or carries a newer log format is refused before any connection that
-    /// could write (or switch the journal mode) touches it.
-    static func inspect(path: String, configuration: Configuration) throws(SagaStoreError) {
+    /// An absent or empty file is fine (it becomes a new log). A file that is not SQLite is refused
+    /// before the store takes the file's lock or any connection touches it.
+    static func inspectPath(_ path: String) throws(SagaStoreError) {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         if exists, isDirectory.boolValue {
@@ -75,22 +84,39 @@ extension SQLiteSagaStore {
             }
             return
         }
+        let header = try readHeader(path)
+        guard header.isEmpty || Array(header) == sqliteMagic else {
+            throw SagaStoreError(
+                .notADatabase, path: path, message: "'\(path)' is not an SQLite database; it was left untouched")
+        }
+    }
+
+    private static func readHeader(_ path: String) throws(SagaStoreError) -> Data {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw SagaStoreError(.cannotOpen, path: path, message: "'\(path)' cannot be read")
         }
-        let header: Data
         do {
             defer { try? handle.close() }
-            header = try handle.read(upToCount: sqliteMagic.count) ?? Data()
+            return try handle.read(upToCount: sqliteMagic.count) ?? Data()
         } catch {
             throw SagaStoreError(.io, path: path, message: "cannot read '\(path)': \(error)")
         }
-        if header.isEmpty { return }
+    }
+
+    /// Reads, through a read-only connection, the log format and the commit counter of the database
+    /// at `path`, which the store owns; `nil` when the file is empty (a new log).
+    ///
+    /// A file that is not SQLite, is damaged where SQLite reads first, or carries a newer log format is
+    /// refused before any connection that could write (or switch the journal mode) touches it. A SQLite
+    /// database that holds no saga log yet has the counter 0.
+    static func inspect(path: String, configuration: Configuration) throws(SagaStoreError) -> Int? {
+        let header = try readHeader(path)
+        if header.isEmpty { return nil }
         guard Array(header) == sqliteMagic else {
             throw SagaStoreError(
                 .notADatabase, path: path, message: "'\(path)' is not an SQLite database; it was left untouched")
         }
-        let version: Int?
+        let found: (version: Int?, commits: Int)
         do {
             var readOnly = GRDB.Configuration()
             readOnly.readonly = true
@@ -98,12 +124,15 @@ extension SQLiteSagaStore {
             readOnly.label = "SagaKit.SQLiteSagaStore.inspect"
             let queue = try DatabaseQueue(path: path, configuration: readOnly)
             defer { try? queue.close() }
-            version = try queue.read { try formatVersion($0, path: path) }
+            found = try queue.read { db in
+                (try formatVersion(db, path: path), try commitCounter(db, path: path))
+            }
         } catch {
             throw SagaStoreError.mapping(
                 error, path: path, busyTimeout: configuration.busyTimeout, doing: "reading the log format version")
         }
-        try checkFormat(version, path: path)
+        try checkFormat(found.version, path: path)
+        return found.commits
     }
 
     /// The recorded `log_format_version`, or `nil` when the file holds no saga log yet.
@@ -123,6 +152,26 @@ extension SQLiteSagaStore {
                 .corrupt, path: path, message: "the log_format_version of '\(path)' is '\(text)', not a number")
         }
         return version
+    }
+
+    /// The recorded commit counter: 0 when the file holds no saga log, or one written before the
+    /// counter existed.
+    static func commitCounter(_ db: Database, path: String) throws -> Int {
+        let hasMeta =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sagakit_meta')"
+            ) ?? false
+        guard hasMeta,
+            let text = try String.fetchOne(
+                db, sql: "SELECT value FROM sagakit_meta WHERE key = ?", arguments: [commitCounterKey])
+        else {
+            return 0
+        }
+        guard let counter = Int(text), counter >= 0 else {
+            throw SagaStoreError(
+                .corrupt, path: path, message: "the \(commitCounterKey) of '\(path)' is '\(text)', not a commit number")
+        }
+        return counter
     }
 
     static func checkFormat(_ version: Int?, path: String) throws(SagaStoreError) {

@@ -20,12 +20,24 @@ import Synchronization
 /// let engine = SagaEngine(store: store, logger: logger)
 /// ```
 ///
-/// - Important: A store owns its log exclusively. It holds an advisory `flock` on the sidecar file
-///   `<path>-sagakit.lock` from opening until ``close()`` (or deinitialization); a second store on the
-///   same path, in this or another process, fails with `SagaStoreError.Code.inUse`, because two
-///   engines on one log would both recover, and run, the same sagas. The lock is advisory: a process
-///   that writes the file without SagaKit is not stopped. Keep the file, its `-wal` and `-shm`
-///   companions together on a local file system (`flock` and WAL are unreliable over network mounts).
+/// The log is the database file *and* its `-wal` file: commits are written to the `-wal` file first,
+/// and copied into the database file only from time to time (at checkpoints, and by ``close()``).
+/// Copy the database, `-wal` and `-shm` files together while no store has the log open, or make a
+/// consistent copy while the store runs with ``backup(to:)``; a copy of the database file alone may
+/// miss the last commits. The store notices a log that lost commits it made, and refuses to open it
+/// (`SagaStoreError.Code.logShortened`): it counts its commits in the database and records the last
+/// one in the lock file next to it.
+///
+/// - Important: A store owns its log exclusively, whatever path reaches the file: a second store on the
+///   same file, in this or another process, through the same path, a symbolic link or a hard link,
+///   fails with `SagaStoreError.Code.inUse`, because two engines on one log would both recover, and
+///   run, the same sagas. The store holds, from opening until ``close()`` (or deinitialization), an
+///   advisory `flock` on the database file itself (on Linux) and one on the sidecar file
+///   `<path>-sagakit.lock` (with symbolic links in the path resolved), which also holds the commit
+///   mark. The locks are advisory: a process that writes the file without SagaKit is not stopped. Keep
+///   the file, its `-wal`, `-shm` and `-sagakit.lock` companions together on a local file system (`flock`
+///   and WAL are unreliable over network mounts), and open the log always through the same name: SQLite
+///   names the `-wal` file after the path it was given, so a hard link has a `-wal` file of its own.
 public final class SQLiteSagaStore: SagaStore {
     /// The log format this code writes and the newest it reads, recorded as `log_format_version` in
     /// `sagakit_meta`.
@@ -47,15 +59,23 @@ public final class SQLiteSagaStore: SagaStore {
     let logger: Logger
     let writer = Mutex(WriterState())
     let committedBatches = Atomic<Int>(0)
+    /// The commit counter in `sagakit_meta` as of the last group commit; only the writer queue changes
+    /// it.
+    let commitCounter: Atomic<Int>
+    /// The lock file, which holds the commit mark.
+    let sidecar: LogSidecar
+    /// The database path with symbolic links resolved.
+    let resolvedPath: String
     private let ownership: Mutex<OwnershipLock?>
 
     /// Opens the saga log at `path`, creating it (and its tables) if needed.
     ///
     /// Opening never modifies a file that turns out not to be a saga log this code can use: a file
-    /// that is not SQLite, has a newer log format, or is damaged where opening reads it is refused
-    /// before any connection that could write touches it (damage elsewhere surfaces as
-    /// `SagaStoreError.Code.corrupt` when it is read). It never recreates or truncates a file. An
-    /// existing SQLite database of the application is fine: the store adds its tables.
+    /// that is not SQLite, has a newer log format, is damaged where opening reads it, or has lost
+    /// commits the store made (its `-wal` file is missing or damaged) is refused before any connection
+    /// that could write touches it (damage elsewhere surfaces as `SagaStoreError.Code.corrupt` when it
+    /// is read). It never recreates or truncates a file. An existing SQLite database of the application
+    /// is fine: the store adds its tables.
     ///
     /// ```swift
     /// var configuration = SQLiteSagaStore.Configuration()
@@ -68,15 +88,21 @@ public final class SQLiteSagaStore: SagaStore {
     ///   - configuration: Durability, timeouts and limits.
     ///   - logger: Where the store logs opening, closing and failed group commits; `nil` logs nothing.
     /// - Throws: `SagaStoreError`: `cannotOpen` (a directory, a missing directory,
-    ///   permissions), `notADatabase`, `corrupt`, `unsupportedLogFormat`, `inUse` (another store owns the
-    ///   log), `locked`, `readOnly`, `diskFull` or `io`.
+    ///   permissions), `notADatabase`, `corrupt`, `unsupportedLogFormat`, `logShortened` (the log lost
+    ///   commits; see ``Configuration/acceptsShortenedLog``), `inUse` (another store owns the log),
+    ///   `locked`, `readOnly`, `diskFull` or `io`.
     public init(path: String, configuration: Configuration = .init(), logger: Logger? = nil) throws {
         self.path = path
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "SagaKitSQLite", factory: { _ in SwiftLogNoOpLogHandler() })
 
-        try Self.inspect(path: path, configuration: configuration)
+        try Self.inspectPath(path)
         let lock = try OwnershipLock(logPath: path)
+        // Read only now that the store owns the log: no other store commits between the two readings.
+        let logged = try Self.inspect(path: path, configuration: configuration)
+        let mark = lock.sidecar.readMark()
+        let rewritesMark = try Self.checkCommitMark(
+            logged, mark, path: path, lock: lock, configuration: configuration, logger: self.logger)
 
         var options = GRDB.Configuration()
         options.label = "SagaKit.SQLiteSagaStore"
@@ -84,6 +110,7 @@ public final class SQLiteSagaStore: SagaStore {
         options.busyMode = .timeout(configuration.busyTimeout.seconds)
         options.maximumReaderCount = max(1, configuration.readerCount)
         let pool: DatabasePool
+        let counter: Int
         do {
             pool = try DatabasePool(path: path, configuration: options)
             let migrate = try pool.writeWithoutTransaction { db in
@@ -97,11 +124,25 @@ public final class SQLiteSagaStore: SagaStore {
             if migrate {
                 try Self.migrator.migrate(pool)
             }
+            counter = try pool.writeWithoutTransaction { try Self.commitCounter($0, path: path) }
         } catch {
             throw SagaStoreError.mapping(
                 error, path: path, busyTimeout: configuration.busyTimeout, doing: "opening the saga log")
         }
+        // Move the mark back to where the log ends: for a new log after an older one at the same path,
+        // or a shortened log the operator accepted. Synced, so that a power cut cannot bring back the
+        // old mark and refuse the log.
+        if rewritesMark {
+            if let problem = lock.sidecar.writeMark(counter, sync: true) {
+                throw SagaStoreError(
+                    .io, path: path,
+                    message: "cannot write the commit mark to '\(lock.sidecar.path)': \(problem)")
+            }
+        }
         self.pool = pool
+        self.commitCounter = Atomic(counter)
+        self.sidecar = lock.sidecar
+        self.resolvedPath = lock.resolvedPath
         self.ownership = Mutex(lock)
         self.logger.debug(
             "saga log opened",
@@ -112,15 +153,64 @@ public final class SQLiteSagaStore: SagaStore {
         )
     }
 
+    /// Compares the log's commit counter with the mark; throws `logShortened` when the log lost commits,
+    /// unless the configuration accepts it. Returns whether the mark must be moved to the log's end: for
+    /// a new log, an unreadable mark, or a shortened log the configuration accepts.
+    private static func checkCommitMark(
+        _ logged: Int?,
+        _ mark: LogSidecar.Mark,
+        path: String,
+        lock: borrowing OwnershipLock,
+        configuration: Configuration,
+        logger: Logger
+    ) throws(SagaStoreError) -> Bool {
+        switch mark {
+        case .none:
+            return false
+        case .unreadable(let reason):
+            if logged != nil {
+                logger.warning(
+                    "saga log commit mark unreadable; rewriting it",
+                    metadata: ["path": "\(path)", "error": "'\(lock.sidecar.path)': \(reason)"])
+            }
+            return true
+        case .commit(let last):
+            // An empty file is a new log (SQLite writes the database file's first page before any
+            // commit, so a log that held records is never empty); a mark left by an earlier log goes.
+            guard let logged else { return last != 0 }
+            guard logged < last else { return false }
+            let lost =
+                "the saga log '\(path)' ends at commit \(logged), but commit \(last) was made (as '\(lock.sidecar.path)' records): the records of the last \(last - logged) commit(s) are missing"
+            guard configuration.acceptsShortenedLog else {
+                throw SagaStoreError(
+                    .logShortened, path: path,
+                    message:
+                        "\(lost). Its -wal file ('\(lock.resolvedPath)-wal') is missing or damaged, or an older copy of the database was put in its place. Restore the -wal file together with the database file it belongs to, or restore all the log's files from a backup made by backup(to:); or, to accept the loss and open the log as it is, open it once with SQLiteSagaStore.Configuration.acceptsShortenedLog = true. The files were left untouched."
+                )
+            }
+            logger.warning(
+                "opening a shortened saga log",
+                metadata: [
+                    "path": "\(path)",
+                    "error":
+                        "\(lost); accepted by acceptsShortenedLog, the log is opened as it is and its commit mark moved back to commit \(logged)",
+                ])
+            return true
+        }
+    }
+
     // No deinit: the pool closes its connections when it goes away, even on its own writer queue
     // (where the last reference may drop, after a group commit), and the ownership lock goes with the
     // store. Calling `pool.close()` here could deadlock on that queue.
 
-    /// Waits for the appends already accepted, closes the database and releases the log's ownership.
+    /// Waits for the appends already accepted, copies the `-wal` file into the database file, closes the
+    /// database and releases the log's ownership.
     ///
-    /// Later calls on the store throw `SagaStoreError.Code.io`; calling `close()` again does
-    /// nothing. Deinitializing the store closes it too, but only `close()` tells you when another store
-    /// may open the path.
+    /// After `close()`, the database file alone holds the whole log (unless a reader of another
+    /// connection kept the copy from completing), and the `-wal` file is empty. Later calls on the store
+    /// throw `SagaStoreError.Code.io`; calling `close()` again does nothing. Deinitializing the store
+    /// closes it too, without the copy, but only `close()` tells you when another store may open the
+    /// path.
     ///
     /// ```swift
     /// try await store.close()
@@ -132,16 +222,30 @@ public final class SQLiteSagaStore: SagaStore {
             return !state.isClosed
         }
         guard wasOpen else { return }
-        // The writer queue is serial: this runs after any group commit in flight.
-        try? await pool.writeWithoutTransaction { _ in }
+        // The writer queue is serial: this runs after any group commit in flight. The pool closes its
+        // writer before its readers, which cannot checkpoint, so without this the last commits would
+        // stay in the -wal file.
+        let checkpointed = (try? await pool.writeWithoutTransaction { db in try Self.checkpoint(db) }) ?? false
         do {
             try pool.close()
         } catch {
             throw SagaStoreError.mapping(
                 error, path: path, busyTimeout: configuration.busyTimeout, doing: "closing the saga log")
         }
+        if checkpointed, configuration.synchronous == .normal {
+            // With synchronous = NORMAL, a commit is durable only once checkpointed (the checkpoint syncs
+            // the database file), so the mark advances only here.
+            sidecar.writeMark(commitCounter.load(ordering: .relaxed))
+        }
         ownership.withLock { $0 = nil }
         logger.debug("saga log closed", metadata: ["path": "\(path)"])
+    }
+
+    /// Copies the whole `-wal` file into the database file and empties it; returns whether it did.
+    private static func checkpoint(_ db: Database) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return false }
+        let busy: Int = row[0]
+        return busy == 0
     }
 
     /// How many transactions the group-commit writer has committed; fewer than appends when it batched.

@@ -1,13 +1,14 @@
 /// An error from a saga store, named so callers and operators know what to do.
 ///
-/// A store error never means committed records were lost: a failed write wrote nothing, and a store
-/// that cannot open a file leaves the file as it was.
+/// A failed write wrote nothing, and a store that cannot open a file leaves the file as it was. The
+/// one error that reports lost records is ``Code/logShortened``: the log lost them before the store
+/// opened it, and the store refuses to run on it.
 public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomStringConvertible {
     /// The bounded kind of error; usable as a metric label.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
             case sagaAlreadyExists, unknownSaga, duplicateRecord, notADatabase, corrupt, locked, inUse, diskFull
-            case readOnly, cannotOpen, unsupportedLogFormat, unsupported, io
+            case readOnly, cannotOpen, unsupportedLogFormat, logShortened, unsupported, io
         }
 
         let base: Base
@@ -34,6 +35,19 @@ public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomSt
         public static let cannotOpen = Code(base: .cannotOpen)
         /// The log was written by a newer SagaKit whose format this one does not know.
         public static let unsupportedLogFormat = Code(base: .unsupportedLogFormat)
+        /// The log ends before the last commit its store made: committed records are missing.
+        ///
+        /// A saga log that lost its last commits would make recovery resume sagas from shortened
+        /// histories and run again steps, pivots included, that already ran. `SQLiteSagaStore` refuses to
+        /// open such a log, and leaves its files untouched, when its `-wal` file is missing or damaged or
+        /// an older copy of the database was put in its place; the message says which commits are
+        /// missing. Restore the missing file, or the log from a backup, or accept the loss explicitly
+        /// (`SQLiteSagaStore.Configuration.acceptsShortenedLog`).
+        ///
+        /// ```swift
+        /// catch let error as SagaStoreError where error.code == .logShortened { print(error.message) }
+        /// ```
+        public static let logShortened = Code(base: .logShortened)
         /// The store does not support the operation.
         public static let unsupported = Code(base: .unsupported)
         /// Any other I/O failure.

@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import SagaKit
 import SagaKitSQLite
+import Synchronization
 import Testing
 
 /// A fresh directory for one test, removed afterwards.
@@ -94,4 +96,37 @@ func result<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
 
 struct PlannedFailure: Error, CustomStringConvertible {
     var description: String { "planned failure" }
+}
+
+/// A log handler that keeps what it is given, for tests that check what a store logs.
+struct RecordingLogHandler: LogHandler {
+    /// The entries logged so far, shared by every copy of the handler.
+    final class Entries: Sendable {
+        private let entries = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
+
+        var all: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] { entries.withLock { $0 } }
+
+        func append(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) {
+            entries.withLock { $0.append((level, message, metadata)) }
+        }
+    }
+
+    let entries: Entries
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        entries.append(event.level, event.message.description, metadata.merging(event.metadata ?? [:]) { $1 })
+    }
+
+    /// A logger that records into `entries`.
+    static func logger(_ entries: Entries) -> Logger {
+        Logger(label: "test") { _ in RecordingLogHandler(entries: entries) }
+    }
 }
