@@ -89,11 +89,3 @@ extension SQLiteSagaStore {
         public init() {}
     }
 }
-
-extension Duration {
-    /// The duration in seconds, for APIs that take a `TimeInterval`.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

@@ -17,7 +17,7 @@ public final class ImmediateSagaClock: SagaClock {
     }
 
     public func now() -> Date {
-        origin.addingTimeInterval(slept.withLock { $0 }.sagaSeconds)
+        origin.addingTimeInterval(slept.withLock { $0 }.seconds)
     }
 
     public func sleep(for duration: Duration) async throws {

@@ -43,7 +43,7 @@ public final class ManualSagaClock: SagaClock {
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
     public func now() -> Date {
-        origin.addingTimeInterval(state.withLock { $0.elapsed }.sagaSeconds)
+        origin.addingTimeInterval(state.withLock { $0.elapsed }.seconds)
     }
 
     public func sleep(for duration: Duration) async throws {
@@ -101,12 +101,5 @@ public final class ManualSagaClock: SagaClock {
         let ready = state.countWaiters.filter { $0.count <= count }.map(\.continuation)
         state.countWaiters.removeAll { $0.count <= count }
         return ready
-    }
-}
-
-extension Duration {
-    var sagaSeconds: Double {
-        let (whole, attoseconds) = components
-        return Double(whole) + Double(attoseconds) / 1e18
     }
 }

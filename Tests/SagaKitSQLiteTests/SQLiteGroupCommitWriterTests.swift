@@ -3,7 +3,7 @@ import GRDB
 import SagaKitSQLite
 import Testing
 
-@Suite struct SQLiteGroupCommitWriterTests {
+@Suite(.tags(.groupCommit), .timeLimit(.minutes(2))) struct SQLiteGroupCommitWriterTests {
     struct Refused: Error {}
 
     func withWriter<T>(_ body: (SQLiteGroupCommitWriter, DatabasePool, String) async throws -> T) async throws -> T {

@@ -5,7 +5,7 @@ import SagaKit
 import SagaKitSQLite
 import Testing
 
-@Suite struct SQLiteSagaStoreLogIntegrityTests {
+@Suite(.tags(.logIntegrity), .timeLimit(.minutes(2))) struct SQLiteSagaStoreLogIntegrityTests {
     /// Appends `count` sagas to an open store, one commit each; with `checkpointAfter`, has another
     /// connection checkpoint the `-wal` file into the database file after that many.
     func load(_ store: SQLiteSagaStore, count: Int, checkpointAfter: Int? = nil) async throws {

@@ -21,7 +21,7 @@ enum LinkKind: String, Sendable, CaseIterable, CustomTestStringConvertible {
 /// Whether `flock(1)` is there to hold a lock from another process (util-linux, on Linux).
 let flockToolIsAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bin/flock")
 
-@Suite struct SQLiteSagaStoreOwnershipTests {
+@Suite(.tags(.ownership), .timeLimit(.minutes(2))) struct SQLiteSagaStoreOwnershipTests {
     @Test(arguments: LinkKind.allCases)
     func refusesASecondStoreReachingTheLogThroughAnotherName(_ kind: LinkKind) async throws {
         try await withStore { store, path in

@@ -3,7 +3,7 @@ import SagaKit
 import SagaKitSQLite
 import Testing
 
-@Suite struct SQLiteSagaStoreRetentionTests {
+@Suite(.tags(.retention), .timeLimit(.minutes(2))) struct SQLiteSagaStoreRetentionTests {
     /// Appends a saga that ends with `status`, its last record at `time`.
     func saga(_ id: String, _ status: SagaStatus, at time: Date, in store: SQLiteSagaStore) async throws {
         try await store.append(creation(id, at: time))

@@ -4,7 +4,7 @@ import SagaKit
 import SagaKitSQLite
 import Testing
 
-@Suite struct SQLiteSagaStoreTests {
+@Suite(.tags(.sqliteStore), .timeLimit(.minutes(2))) struct SQLiteSagaStoreTests {
     // MARK: Appending and reading
 
     @Test func roundTripsEveryRecordField() async throws {

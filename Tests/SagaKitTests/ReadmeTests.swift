@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The README's saga is the quick-start example's, which the build compiles: keep them equal.
-@Suite("README")
+@Suite("README", .timeLimit(.minutes(1)))
 struct ReadmeTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

@@ -15,6 +15,30 @@ struct RecoveryTests {
         var testDescription: String { rawValue }
     }
 
+    /// The durable writes a full, uninterrupted run of each scenario makes: the saga's start with the
+    /// first intent, then each outcome with the next intent, and the end.
+    static func expectedWrites(_ scenario: Scenario) -> Int { scenario == .completes ? 4 : 7 }
+
+    /// One cut of the log: before or after one write of one scenario, on one kind of store.
+    struct Cut: Sendable, CustomTestStringConvertible {
+        var kind: TestStoreKind
+        var scenario: Scenario
+        var write: Int
+        var moment: CrashPlan.Moment
+        var testDescription: String { "\(kind), \(scenario), \(moment) write \(write)" }
+    }
+
+    /// Every cut: before and after each write of each scenario, on each store.
+    static let cuts: [Cut] = TestStoreKind.allCases.flatMap { kind in
+        Scenario.allCases.flatMap { scenario in
+            (1...expectedWrites(scenario)).flatMap { write in
+                [CrashPlan.Moment.beforeWrite, .afterWrite].map {
+                    Cut(kind: kind, scenario: scenario, write: write, moment: $0)
+                }
+            }
+        }
+    }
+
     /// How many durable writes a full, uninterrupted run of the scenario makes.
     func writeCount(_ scenario: Scenario, kind: TestStoreKind) async throws -> Int {
         let stores = try TestStores(kind)
@@ -29,18 +53,16 @@ struct RecoveryTests {
         return plan.writes
     }
 
+    /// The cuts cover every write: a change to how many writes a saga makes changes this count, and
+    /// then ``cuts`` with it.
     @Test(arguments: TestStoreKind.allCases, Scenario.allCases)
-    func sagaEndsCorrectlyAfterACrashAtEveryWrite(kind: TestStoreKind, scenario: Scenario) async throws {
-        let writes = try await writeCount(scenario, kind: kind)
-        #expect(writes == (scenario == .completes ? 4 : 7))
-        var cuts = 0
-        for write in 1...writes {
-            for moment in [CrashPlan.Moment.beforeWrite, .afterWrite] {
-                try await checkCut(write: write, moment: moment, kind: kind, scenario: scenario)
-                cuts += 1
-            }
-        }
-        #expect(cuts == writes * 2)
+    func anUninterruptedRunMakesTheWritesTheCutsCover(kind: TestStoreKind, scenario: Scenario) async throws {
+        #expect(try await writeCount(scenario, kind: kind) == Self.expectedWrites(scenario))
+    }
+
+    @Test(arguments: cuts)
+    func sagaEndsCorrectlyAfterACrash(at cut: Cut) async throws {
+        try await checkCut(write: cut.write, moment: cut.moment, kind: cut.kind, scenario: cut.scenario)
     }
 
     func checkCut(write: Int, moment: CrashPlan.Moment, kind: TestStoreKind, scenario: Scenario) async throws {

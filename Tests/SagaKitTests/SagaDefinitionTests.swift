@@ -1,7 +1,7 @@
 import SagaKit
 import Testing
 
-@Suite("Saga definitions", .tags(.stateMachine))
+@Suite("Saga definitions", .tags(.stateMachine), .timeLimit(.minutes(1)))
 struct SagaDefinitionTests {
     let participant = Participant()
 

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SagaKit
 
-@Suite("Saga state machine", .tags(.stateMachine))
+@Suite("Saga state machine", .tags(.stateMachine), .timeLimit(.minutes(1)))
 struct SagaStateMachineTests {
     let plan = threeStepSaga(Participant()).plan
     var sequence = 0

@@ -12,7 +12,16 @@ extension SagaEngine {
     /// ```
     public struct Configuration: Sendable {
         /// Sagas executing at once; others wait their turn. Default 1024.
-        public var maxConcurrentSagas: Int
+        ///
+        /// - Precondition: At least 1, checked whenever it is set: with 0 no saga would ever run.
+        public var maxConcurrentSagas: Int {
+            get { concurrencyLimit }
+            set {
+                Self.checkConcurrency(newValue)
+                concurrencyLimit = newValue
+            }
+        }
+        private var concurrencyLimit: Int
         /// The clock for timestamps, deadlines, backoff and timeouts. Default ``SystemSagaClock``.
         public var clock: any SagaClock
         /// Retries for compensations. Default: 10 attempts, 100 ms initial cap, 30 s maximum cap.
@@ -46,13 +55,18 @@ extension SagaEngine {
             tracer: (any Tracer)? = nil,
             metricsFactory: (any MetricsFactory)? = nil
         ) {
-            self.maxConcurrentSagas = max(1, maxConcurrentSagas)
+            Self.checkConcurrency(maxConcurrentSagas)
+            self.concurrencyLimit = maxConcurrentSagas
             self.clock = clock
             self.compensationRetry = compensationRetry
             self.logWriteRetry = logWriteRetry
             self.jitterSeed = jitterSeed
             self.tracer = tracer
             self.metricsFactory = metricsFactory
+        }
+
+        private static func checkConcurrency(_ value: Int) {
+            precondition(value >= 1, "SagaEngine.Configuration.maxConcurrentSagas must be at least 1, not \(value)")
         }
     }
 }

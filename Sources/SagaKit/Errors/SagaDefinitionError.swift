@@ -61,3 +61,16 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
 
     public var description: String { "invalid saga definition (\(code)): \(message)" }
 }
+
+extension SagaDefinitionError {
+    /// Two errors are equal when their codes are: the code is what callers branch on; the message
+    /// and context describe one occurrence.
+    ///
+    /// ```swift
+    /// #expect(first == second)  // both definition errors have the same code
+    /// ```
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    /// Hashes the code only, consistently with `==`.
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

@@ -106,3 +106,16 @@ public struct NonRetryableError: SagaRetryClassifying, Hashable, CustomStringCon
 
     public var description: String { "\(type): \(message)" }
 }
+
+extension SagaError {
+    /// Two errors are equal when their codes are: the code is what callers branch on; the message
+    /// and context describe one occurrence.
+    ///
+    /// ```swift
+    /// #expect(first == second)  // both saga errors have the same code
+    /// ```
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    /// Hashes the code only, consistently with `==`.
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

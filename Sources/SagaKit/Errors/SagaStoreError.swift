@@ -83,3 +83,16 @@ public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomSt
         "saga store error (\(code))" + (path.map { " [\($0)]" } ?? "") + ": " + message
     }
 }
+
+extension SagaStoreError {
+    /// Two errors are equal when their codes are: the code is what callers branch on; the message
+    /// and context describe one occurrence.
+    ///
+    /// ```swift
+    /// #expect(first == second)  // both store errors have the same code
+    /// ```
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    /// Hashes the code only, consistently with `==`.
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

@@ -66,11 +66,3 @@ public struct RetryPolicy: Hashable, Sendable {
         return .seconds(Double.random(in: 0...cap, using: &generator))
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    package var seconds: Double {
-        let (whole, attoseconds) = components
-        return Double(whole) + Double(attoseconds) / 1e18
-    }
-}

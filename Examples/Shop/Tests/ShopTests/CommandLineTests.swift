@@ -3,7 +3,7 @@ import GRDB
 import ShopServices
 import Testing
 
-@Suite("saga-demo command line", .tags(.commandLine))
+@Suite("saga-demo command line", .tags(.commandLine), .timeLimit(.minutes(2)))
 struct DemoCommandTests {
     @Test func noArgumentsIsTheTourWithDefaults() throws {
         let command = try DemoCommand.parse([])
