@@ -538,32 +538,25 @@ final class SagaRun: Sendable {
 
     private func forward(_ name: String, deferOutcome: Bool, span: any Span) async throws {
         guard let step = plan.stepsByName[name] else { return }
-        let policy = step.options.retry ?? (step.kind == .retriable ? .forever : .default)
+        let policy = SagaStateMachine.retryPolicy(of: step)
         let clock = engine.configuration.clock
         var attempt = state.withLock { $0.machine.step(name).attempts + 1 }
         while true {
             try await checkStop()
             // A pending cancellation stops new attempts; the run logs it at its next boundary.
             if state.withLock({ $0.cancelRequest != nil }) { return }
-            var limit = step.options.timeout
-            var deadlineBinds = false
-            // The deadline binds compensatable steps, and the pivot only until its first attempt
-            // starts: an attempt of the pivot cut short would leave its outcome unknown.
-            let pivotStarted = step.kind == .pivot && state.withLock { $0.machine.step(name).attempts > 0 }
-            if let deadline, step.kind != .retriable, !pivotStarted {
-                let left = deadline.timeIntervalSince(clock.now())
-                if left <= 0 {
-                    state.withLock { $0.stopForward = true }
-                    try await write([
-                        Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: deadlineExceeded(name))
-                    ])
-                    return
-                }
-                let remaining = Duration.seconds(left)
-                if step.kind == .compensatable, limit.map({ remaining < $0 }) ?? true {
-                    limit = remaining
-                    deadlineBinds = true
-                }
+            let now = clock.now()
+            let bound = state.withLock { $0.machine.limit(forNextAttemptOf: name, deadline: deadline, now: now) }
+            let limit: Duration?
+            let deadlineBinds: Bool
+            switch bound {
+            case .deadlinePassed(let error):
+                state.withLock { $0.stopForward = true }
+                try await write([Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: error)])
+                return
+            case .run(let bound, let byDeadline):
+                limit = bound
+                deadlineBinds = byDeadline
             }
             let skipIntent = engine.configuration.plantedBug == .skipWriteAheadIntent
             if skipIntent { try await flush() }
@@ -574,7 +567,6 @@ final class SagaRun: Sendable {
             }
             guard wrote else { return }
 
-            let retryBase = state.withLock { $0.machine.step(name).retryBase }
             var stepLogger = logger
             stepLogger[metadataKey: "saga.step"] = "\(name)"
             stepLogger[metadataKey: "saga.step.attempt"] = "\(attempt)"
@@ -613,33 +605,16 @@ final class SagaRun: Sendable {
                 stepSpan.recordError(error)
                 stepSpan.end()
                 engine.metrics.step(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
-                if let sagaError = error as? SagaError,
-                    sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable
-                {
-                    stepLogger.warning("step cannot run: \(sagaError.message)")
-                    // Siblings in flight finish first; the run raises attention after the group.
-                    state.withLock { state in
-                        state.stopForward = true
-                        if state.attention == nil { state.attention = (name, RecordedError(error)) }
-                    }
-                    try await write([
-                        Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: RecordedError(error))
-                    ])
-                    return
+                let failure = Self.classify(error, byDeadline: deadlineBinds, compensating: false)
+                let verdict = state.withLock { state in
+                    state.machine.verdict(
+                        afterForwardAttempt: attempt, of: name, failed: failure, policy: policy,
+                        siblingFailed: state.stopForward)
                 }
-                let recorded: RecordedError
-                if error is StepTimeoutError, deadlineBinds {
-                    recorded = deadlineExceeded(name)
-                } else if let timeout = error as? StepTimeoutError {
-                    recorded = RecordedError(
-                        type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
-                } else {
-                    recorded = RecordedError(error)
-                }
-                let stopped = state.withLock { $0.stopForward }
-                if recorded.isRetryable, !stopped, policy.allowsAttempt(after: attempt - retryBase) {
+                switch verdict {
+                case .retry(let recorded, let used):
                     engine.metrics.retry(plan.name, name)
-                    let delay = engine.backoff(policy, after: attempt - retryBase)
+                    let delay = engine.backoff(policy, after: used)
                     stepLogger.info(
                         "step attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
                     try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
@@ -649,35 +624,43 @@ final class SagaRun: Sendable {
                     }
                     attempt += 1
                     continue
-                }
-                if step.kind == .pivot, recorded.isRetryable {
-                    // Retries ran out without a definite answer: the pivot may have taken effect, so
-                    // compensating would be wrong. A person decides (an operator retry tries again).
-                    let cause = RecordedError(
-                        type: "SagaKit.PivotOutcomeUnknown",
-                        message:
-                            "pivot '\(name)' gave no definite answer in \(attempt - retryBase) attempts (last: \(recorded)); it may have taken effect, so the saga does not compensate",
-                        isRetryable: true)
-                    stepLogger.warning("pivot outcome unknown after its retries", metadata: ["error": "\(recorded)"])
+                case .needsAttention(let recorded, let cause):
+                    if case .cannotRun = failure {
+                        stepLogger.warning("step cannot run: \(recorded.message)")
+                    } else {
+                        stepLogger.warning(
+                            "pivot outcome unknown after its retries", metadata: ["error": "\(recorded)"])
+                    }
+                    // Siblings in flight finish first; the run raises attention after the group.
                     state.withLock { state in
                         state.stopForward = true
                         if state.attention == nil { state.attention = (name, cause) }
                     }
                     try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
                     return
+                case .fail(let recorded):
+                    stepLogger.info("step failed for good", metadata: ["error": "\(recorded)"])
+                    state.withLock { $0.stopForward = true }
+                    try await write([Draft(kind: .stepFailed, step: name, attempt: attempt, error: recorded)])
+                    return
                 }
-                stepLogger.info("step failed for good", metadata: ["error": "\(recorded)"])
-                state.withLock { $0.stopForward = true }
-                try await write([Draft(kind: .stepFailed, step: name, attempt: attempt, error: recorded)])
-                return
             }
         }
     }
 
-    private func deadlineExceeded(_ step: String) -> RecordedError {
-        RecordedError(
-            type: "SagaKit.DeadlineExceeded", message: "the saga's deadline passed before step '\(step)' finished",
-            isRetryable: false)
+    /// What the engine observed of a failed attempt, in the state machine's terms.
+    private static func classify(_ error: any Error, byDeadline: Bool, compensating: Bool)
+        -> SagaStateMachine.AttemptFailure
+    {
+        if let timeout = error as? StepTimeoutError {
+            return .timedOut(timeout.timeout, byDeadline: byDeadline)
+        }
+        if !compensating, let sagaError = error as? SagaError,
+            sagaError.code == .undecodablePayload || sagaError.code == .outputUnavailable
+        {
+            return .cannotRun(RecordedError(error))
+        }
+        return .threw(RecordedError(error))
     }
 
     // MARK: Compensation
@@ -689,9 +672,9 @@ final class SagaRun: Sendable {
         while true {
             try await checkStop()
             try await write([Draft(kind: .compensationStarted, step: name, attempt: attempt)])
-            let (retryBase, output) = state.withLock { state in
+            let output = state.withLock { state in
                 let step = state.machine.step(name)
-                return (step.compensationRetryBase, step.status == .succeeded ? step.output : nil)
+                return step.status == .succeeded ? step.output : nil
             }
             var stepLogger = logger
             stepLogger[metadataKey: "saga.step"] = "\(name)"
@@ -730,16 +713,14 @@ final class SagaRun: Sendable {
                 stepSpan.recordError(error)
                 stepSpan.end()
                 engine.metrics.compensation(plan.name, name, outcome: "failed", nanoseconds: nanoseconds)
-                let recorded: RecordedError
-                if let timeout = error as? StepTimeoutError {
-                    recorded = RecordedError(
-                        type: "SagaKit.StepTimeout", message: timeout.description, isRetryable: true)
-                } else {
-                    recorded = RecordedError(error)
+                let failure = Self.classify(error, byDeadline: false, compensating: true)
+                let verdict = state.withLock {
+                    $0.machine.verdict(afterCompensationAttempt: attempt, of: name, failed: failure, policy: policy)
                 }
-                if recorded.isRetryable, policy.allowsAttempt(after: attempt - retryBase) {
+                switch verdict {
+                case .retry(let recorded, let used):
                     engine.metrics.compensationRetry(plan.name, name)
-                    let delay = engine.backoff(policy, after: attempt - retryBase)
+                    let delay = engine.backoff(policy, after: used)
                     stepLogger.info(
                         "compensation attempt failed; retrying",
                         metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
@@ -752,9 +733,10 @@ final class SagaRun: Sendable {
                     }
                     attempt += 1
                     continue
+                case .fail(let recorded), .needsAttention(let recorded, _):
+                    try await write([Draft(kind: .compensationFailed, step: name, attempt: attempt, error: recorded)])
+                    return
                 }
-                try await write([Draft(kind: .compensationFailed, step: name, attempt: attempt, error: recorded)])
-                return
             }
         }
     }
