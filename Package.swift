@@ -75,6 +75,7 @@ let package = Package(
             dependencies: [
                 "SagaKit",
                 "SagaKitSQLite",
+                "SagaKitTesting",  // CrashSwitch, for the demo's --crash-at points
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,5 @@
 public import SagaKit
+import SagaKitTesting
 import Synchronization
 
 /// A named instant in a place-order saga where the demo can make its process "die".
@@ -88,9 +89,8 @@ public struct CrashPoint: Hashable, Sendable, CustomStringConvertible, CaseItera
 
 /// Stops an engine at a ``CrashPoint`` as if its process died there.
 ///
-/// Installed in an engine's configuration, it watches the durable points SagaKit reports to its
-/// testing hook (the one `SagaKitTesting.CrashPlan` uses, reachable here because the example lives in
-/// SagaKit's package). Once armed, the first saga (or the given one) that reaches the point "dies":
+/// Built on SagaKitTesting's public `CrashSwitch`, which sees the durable points of a saga's
+/// execution. Once armed, the first saga (or the given one) that reaches the point "dies":
 /// `onCrash` runs, and from then on the engine writes nothing more for any saga, like a dead process.
 ///
 /// ```swift
@@ -102,68 +102,67 @@ public final class CrashTrigger: Sendable {
     private struct State {
         var point: CrashPoint?
         var sagaID: String?
-        var crashed = false
         var crashedSaga: String?
     }
 
-    private let state = Mutex(State())
-    private let onCrash: @Sendable (_ point: CrashPoint, _ sagaID: String) -> Void
+    /// The armed point, shared with the switch's predicate.
+    private final class Arming: Sendable {
+        let state = Mutex(State())
+    }
+
+    private let arming = Arming()
+    private let crashSwitch: CrashSwitch
 
     /// Creates a disarmed trigger.
     ///
     /// - Parameter onCrash: Called once, when the crash happens, before the engine is stopped. The
     ///   `saga-demo load --crash-at` mode kills its own process from here.
     public init(onCrash: @escaping @Sendable (_ point: CrashPoint, _ sagaID: String) -> Void = { _, _ in }) {
-        self.onCrash = onCrash
+        let arming = self.arming
+        self.crashSwitch = CrashSwitch { durable in
+            let fired = arming.state.withLock { state -> CrashPoint? in
+                guard state.crashedSaga == nil, let point = state.point,
+                    state.sagaID.map({ $0 == durable.sagaID }) ?? true, Self.matches(point, durable)
+                else { return nil }
+                state.crashedSaga = durable.sagaID
+                return point
+            }
+            guard let fired else { return false }
+            onCrash(fired, durable.sagaID)
+            return true
+        }
     }
 
     /// Arms the trigger: the next saga (or `sagaID` only) to reach `point` crashes the engine.
     public func arm(_ point: CrashPoint, sagaID: String? = nil) {
-        state.withLock {
+        arming.state.withLock {
             $0.point = point
             $0.sagaID = sagaID
         }
     }
 
     /// Whether the crash happened.
-    public var crashed: Bool { state.withLock { $0.crashed } }
+    public var crashed: Bool { crashSwitch.crashed }
     /// The saga that reached the point, once crashed.
-    public var crashedSaga: String? { state.withLock { $0.crashedSaga } }
+    public var crashedSaga: String? { arming.state.withLock { $0.crashedSaga } }
 
     /// Returns `configuration` with this trigger installed.
     public func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
-        var configuration = configuration
-        configuration.faultPoint = { [self] point in try self.hit(point) }
-        return configuration
+        crashSwitch.configure(configuration)
     }
 
-    private func hit(_ fault: FaultPoint) throws {
-        let fired = try state.withLock { state -> CrashPoint? in
-            if state.crashed { throw SimulatedCrash() }
-            guard let point = state.point, state.sagaID.map({ $0 == fault.sagaID }) ?? true else { return nil }
-            guard Self.matches(point, fault) else { return nil }
-            state.crashed = true
-            state.crashedSaga = fault.sagaID
-            return point
-        }
-        if let fired {
-            onCrash(fired, fault.sagaID)
-            throw SimulatedCrash()
-        }
-    }
-
-    /// Whether the engine, at `fault`, is at `point`.
-    private static func matches(_ point: CrashPoint, _ fault: FaultPoint) -> Bool {
-        let deduct = fault.step == PlaceOrderSaga.deductStockStep
-        let create = fault.step == PlaceOrderSaga.createOrderStep
-        switch fault.moment {
+    /// Whether the engine, at `durable`, is at `point`.
+    private static func matches(_ point: CrashPoint, _ durable: SagaDurablePoint) -> Bool {
+        let deduct = durable.step == PlaceOrderSaga.deductStockStep
+        let create = durable.step == PlaceOrderSaga.createOrderStep
+        switch durable.moment {
         case .afterAppend:
-            return point == .afterStart && fault.records.contains(SagaLogRecord.Kind.sagaStarted.rawValue)
+            return point == .afterStart && durable.recordKinds.contains(.sagaStarted)
         case .beforeCall:
-            return (point == .beforeCreate && create) || (point == .beforeRefund && deduct && fault.isCompensation)
+            return (point == .beforeCreate && create) || (point == .beforeRefund && deduct && durable.isCompensation)
         case .afterCall:
-            return (point == .afterDeduct && deduct && !fault.isCompensation) || (point == .afterCreate && create)
-                || (point == .afterRefund && deduct && fault.isCompensation)
+            return (point == .afterDeduct && deduct && !durable.isCompensation) || (point == .afterCreate && create)
+                || (point == .afterRefund && deduct && durable.isCompensation)
         default:
             return false
         }
