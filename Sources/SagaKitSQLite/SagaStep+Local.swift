@@ -50,7 +50,7 @@ public struct LocalStepContext<Input: Sendable>: Sendable {
 }
 
 extension LocalStepContext where Input: Codable {
-    /// Returns the output an earlier step logged, as ``StepContext/output(of:)`` does.
+    /// Returns the output an earlier step logged, as `StepContext.output(of:)` does.
     public func output<Output>(of step: SagaStep<Input, Output>) throws -> Output {
         try outputs.decode(step.name, as: Output.self, sagaID: sagaID)
     }
