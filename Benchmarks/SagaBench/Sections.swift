@@ -105,7 +105,7 @@ func measureMemory(count: Int, root: String) async throws -> MemoryResult {
     let result = try await withEngineRunning(engine) {
         // Warm up allocator, page cache and statement caches with as many finished sagas.
         _ = await timedLoad(concurrency: 256, duration: .zero, minimum: count, firstIndex: 10_000_000) { index in
-            await status { try await engine.run(saga.definition, id: "w\(index)", input: benchOrder(index)) }
+            await status { try await engine.execute(saga.definition, id: "w\(index)", input: benchOrder(index)) }
         }
         gate.close()
         let before = residentBytes()

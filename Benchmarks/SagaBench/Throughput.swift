@@ -92,7 +92,7 @@ func measureThroughput(
             try engine.register(saga.definition)
             place = { index in
                 await status {
-                    try await engine.run(saga.definition, id: prefix + "\(index)", input: benchOrder(index))
+                    try await engine.execute(saga.definition, id: prefix + "\(index)", input: benchOrder(index))
                 }
             }
         case .fullShop:
@@ -110,7 +110,7 @@ func measureThroughput(
             place = { index in
                 var order = benchOrder(index)
                 order.user = 1
-                return await status { try await engine.run(saga.definition, id: prefix + "\(index)", input: order) }
+                return await status { try await engine.execute(saga.definition, id: prefix + "\(index)", input: order) }
             }
             closeServices = {
                 try products.close()

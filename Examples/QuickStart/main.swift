@@ -77,11 +77,11 @@ try engine.register(placeOrder)
 try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await engine.run() }
     let order = PlaceOrder(product: "tea", quantity: 2)
-    let first = try await engine.run(placeOrder, id: "order-1", input: order)
+    let first = try await engine.execute(placeOrder, id: "order-1", input: order)
     print("order-1:", first.output.map { "placed as order \($0.id)" } ?? "\(first)")
 
     await orders.failNext()
-    let second = try await engine.run(placeOrder, id: "order-2", input: order)
+    let second = try await engine.execute(placeOrder, id: "order-2", input: order)
     if case .compensated(let failure) = second {
         print("order-2: compensated because \(failure.cause.message)")
     }

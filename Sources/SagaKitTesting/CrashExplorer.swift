@@ -178,7 +178,7 @@ public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendabl
         let dying = SagaEngine(
             store: first, configuration: recorder.configure(scenario.faults.configure(configuration)), logger: logger)
         let firstOutcome = try? await withRunningSagaEngine(dying) { engine in
-            try await engine.run(scenario.definition, id: sagaID, input: scenario.input)
+            try await engine.execute(scenario.definition, id: sagaID, input: scenario.input)
         }
         try await closeStore(first)
 
@@ -192,7 +192,7 @@ public struct CrashExplorer<Input: Codable & Sendable, Output: Codable & Sendabl
         do {
             (summary, records) = try await withRunningSagaEngine(recovering) { engine in
                 try engine.register(scenario.definition)
-                _ = try await engine.run(scenario.definition, id: sagaID, input: scenario.input)
+                _ = try await engine.execute(scenario.definition, id: sagaID, input: scenario.input)
                 return (try await engine.summary(of: sagaID), try await engine.history(of: sagaID))
             }
         } catch {

@@ -106,7 +106,7 @@ public struct IdempotenceCheck<Input: Codable & Sendable, Output: Codable & Send
             store: InMemorySagaStore(), configuration: configuration,
             logger: Logger(label: "sagakit.idempotence", factory: { _ in SwiftLogNoOpLogHandler() }))
         let outcome = try await withRunningSagaEngine(engine) { engine in
-            try await engine.run(scenario.definition, id: sagaID, input: scenario.input)
+            try await engine.execute(scenario.definition, id: sagaID, input: scenario.input)
         }
         return (outcome.status, try await snapshot())
     }

@@ -55,7 +55,7 @@ public struct SagaScheduleRunner: Sendable {
             await withTaskGroup(of: Void.self) { group in
                 for (index, definition) in definitions.enumerated() {
                     group.addTask {
-                        _ = try? await engine.run(definition, id: ids[index], input: Input(saga: index))
+                        _ = try? await engine.execute(definition, id: ids[index], input: Input(saga: index))
                         triggers.answered(saga: index)
                     }
                 }
@@ -80,7 +80,7 @@ public struct SagaScheduleRunner: Sendable {
                 for (index, definition) in definitions.enumerated() {
                     group.addTask {
                         do {
-                            _ = try await engine.run(definition, id: ids[index], input: Input(saga: index))
+                            _ = try await engine.execute(definition, id: ids[index], input: Input(saga: index))
                             return nil
                         } catch {
                             return InvariantViolation(

@@ -9,7 +9,7 @@ public import SagaKit
 ///
 /// ```swift
 /// let outcome = try await withRunningSagaEngine(engine) { engine in
-///     try await engine.run(placeOrder, id: "order-1", input: order)
+///     try await engine.execute(placeOrder, id: "order-1", input: order)
 /// }
 /// ```
 public func withRunningSagaEngine<Result: Sendable>(

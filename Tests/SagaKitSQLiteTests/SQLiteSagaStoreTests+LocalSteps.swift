@@ -247,8 +247,8 @@ extension SQLiteSagaStoreTests {
             let engine = SagaEngine(store: store, logger: logger)
             let (completed, compensated) = try await withRunningSagaEngine(engine) { engine in
                 (
-                    try await engine.run(placeOrder, id: "ok", input: Order(sku: "tea", quantity: 3)),
-                    try await engine.run(placeOrder, id: "declined", input: Order(sku: "declined", quantity: 1))
+                    try await engine.execute(placeOrder, id: "ok", input: Order(sku: "tea", quantity: 3)),
+                    try await engine.execute(placeOrder, id: "declined", input: Order(sku: "declined", quantity: 1))
                 )
             }
             #expect(completed.output?.quantity == 3)

@@ -30,10 +30,10 @@ struct BadInputTests {
         let engine = SagaEngine(
             store: try stores.open(configuration: capped), configuration: configuration, logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            let small = try await engine.run(saga(participant), id: "small", input: Order(id: 10))
+            let small = try await engine.execute(saga(participant), id: "small", input: Order(id: 10))
             #expect(small.status == .completed)
             let error = await #expect(throws: SagaError.self) {
-                try await engine.run(saga(participant), id: "big", input: Order(id: 400_000))
+                try await engine.execute(saga(participant), id: "big", input: Order(id: 400_000))
             }
             #expect(error?.code == .logWriteFailed)
             #expect(error?.message.contains("diskFull") == true)

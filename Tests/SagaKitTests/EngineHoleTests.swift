@@ -70,7 +70,7 @@ struct EngineHoleTests {
         participant.script("charge", [.failForGood])
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            let first = try await engine.run(saga, id: "r-1", input: Order(id: 1))
+            let first = try await engine.execute(saga, id: "r-1", input: Order(id: 1))
             #expect(first.status == .needsAttention)
 
             let resolveRead = Gate()
@@ -101,7 +101,7 @@ struct EngineHoleTests {
         let saga = threeStepSaga(participant)
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            #expect(try await engine.run(saga, id: "r-2", input: Order(id: 2)).status == .needsAttention)
+            #expect(try await engine.execute(saga, id: "r-2", input: Order(id: 2)).status == .needsAttention)
             try await engine.retry(sagaID: "r-2", note: "again")
             await participant.waitForCalls("undo-reserve", count: 2)
             let error = await #expect(throws: SagaError.self) {
@@ -120,7 +120,7 @@ struct EngineHoleTests {
         let saga = threeStepSaga(participant)
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            #expect(try await engine.run(saga, id: "r-3", input: Order(id: 3)).status == .needsAttention)
+            #expect(try await engine.execute(saga, id: "r-3", input: Order(id: 3)).status == .needsAttention)
             try await engine.resolve(sagaID: "r-3", note: "refunded by hand")
             let outcome = try await engine.handle(for: "r-3", output: Receipt.self).outcome()
             guard case .resolved(let note) = outcome else {
@@ -184,7 +184,7 @@ struct EngineHoleTests {
         let saga = threeStepSaga(participant)
         let engine = SagaEngine(store: store, configuration: configuration, logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            #expect(try await engine.run(saga, id: "w-1", input: Order(id: 1)).status == .needsAttention)
+            #expect(try await engine.execute(saga, id: "w-1", input: Order(id: 1)).status == .needsAttention)
             let gate = Gate()
             store.hooks.withLock { hooks in
                 let retried: @Sendable (SagaLogAppend) -> Bool = { $0.records.contains { $0.kind == .operatorRetried } }
@@ -246,7 +246,7 @@ struct EngineHoleTests {
         }
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         let (live, rebuilt) = try await withRunningSagaEngine(engine) { engine in
-            let live = try await engine.run(saga, id: "c-1", input: Order(id: 1))
+            let live = try await engine.execute(saga, id: "c-1", input: Order(id: 1))
             let rebuilt = try await engine.handle(for: "c-1", output: NoOutput.self).outcome()
             return (live, rebuilt)
         }

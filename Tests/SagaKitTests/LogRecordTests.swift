@@ -24,7 +24,7 @@ struct LogRecordTests {
         let store = InMemorySagaStore()
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         _ = try await withRunningSagaEngine(engine) {
-            try await $0.run(threeStepSaga(participant), id: "h-1", input: Order(id: 7))
+            try await $0.execute(threeStepSaga(participant), id: "h-1", input: Order(id: 7))
         }
         let history = try await engine.history(of: "h-1")
         #expect(try history.first?.decodePayload(as: Order.self) == Order(id: 7))

@@ -20,7 +20,7 @@ struct ObservabilityTests {
         participant.script("undo-charge", [], then: .failForGood)
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: logger)
         let outcome = try await withRunningSagaEngine(engine) { engine in
-            try await engine.run(threeStepSaga(participant), id: "log-1", input: Order(id: 1))
+            try await engine.execute(threeStepSaga(participant), id: "log-1", input: Order(id: 1))
         }
         #expect(outcome.status == .needsAttention)
         let sagaLines = handler.entries.filter { $0.metadata["saga.id"] != nil }
@@ -58,7 +58,7 @@ struct ObservabilityTests {
             clock.advance(by: .seconds(1))
             _ = try await handle.outcome()
             participant.script("ship", [.failForGood])
-            _ = try await engine.run(threeStepSaga(participant, options: options), id: "m-2", input: Order(id: 3))
+            _ = try await engine.execute(threeStepSaga(participant, options: options), id: "m-2", input: Order(id: 3))
         }
         #expect(metrics.counterTotal(label: "sagakit_sagas_started_total", dimensions: [("saga", "three")]) == 2)
         #expect(
@@ -95,7 +95,7 @@ struct ObservabilityTests {
         let requestSpan = tracer.startSpan("POST /orders")
         _ = try? await withRunningSagaEngine(first) { engine in
             try await ServiceContext.withValue(requestSpan.context) {
-                try await engine.run(saga, id: "t-1", input: Order(id: 4))
+                try await engine.execute(saga, id: "t-1", input: Order(id: 4))
             }
         }
         requestSpan.end()

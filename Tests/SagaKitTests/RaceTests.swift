@@ -99,7 +99,9 @@ struct RaceTests {
             retriable("ship", participant)
         }
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
-        let outcome = try await withRunningSagaEngine(engine) { try await $0.run(saga, id: "l-1", input: Order(id: 5)) }
+        let outcome = try await withRunningSagaEngine(engine) {
+            try await $0.execute(saga, id: "l-1", input: Order(id: 5))
+        }
         #expect(outcome.status == .needsAttention)
         let error = await #expect(throws: SagaError.self) { try await engine.retry(sagaID: "l-1", note: "after stop") }
         #expect(error?.code == .shuttingDown)
@@ -118,15 +120,15 @@ struct RaceTests {
         let store = GatedStore()
         let saga = threeStepSaga(participant)
         let first = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
-        _ = try await withRunningSagaEngine(first) { try await $0.run(saga, id: "d-1", input: Order(id: 1)) }
+        _ = try await withRunningSagaEngine(first) { try await $0.execute(saga, id: "d-1", input: Order(id: 1)) }
 
         store.holdOnce { $0.creation != nil }
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            async let a = engine.run(saga, id: "d-1", input: Order(id: 1))
+            async let a = engine.execute(saga, id: "d-1", input: Order(id: 1))
             await store.waitUntilHeld()
             // Attaches to the doomed run, and returns once that run learned the saga exists.
-            async let b = engine.run(saga, id: "d-1", input: Order(id: 1))
+            async let b = engine.execute(saga, id: "d-1", input: Order(id: 1))
             await eventually("the second caller attached") {
                 (engine.activeRun("d-1")?.state.withLock { $0.acceptWaiters.count } ?? 0) >= 2
             }

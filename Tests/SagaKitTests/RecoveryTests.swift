@@ -48,7 +48,7 @@ struct RecoveryTests {
         let engine = SagaEngine(
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         _ = try await withRunningSagaEngine(engine) { engine in
-            try await engine.run(threeStepSaga(participant), id: "count", input: Order(id: 0))
+            try await engine.execute(threeStepSaga(participant), id: "count", input: Order(id: 0))
         }
         return plan.writes
     }
@@ -78,7 +78,7 @@ struct RecoveryTests {
         let first = SagaEngine(
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         let early = try? await withRunningSagaEngine(first) { engine in
-            try await engine.run(saga, id: "order", input: Order(id: 1))
+            try await engine.execute(saga, id: "order", input: Order(id: 1))
         }
         #expect(plan.crashed, cut)
         if early != nil { #expect(write == plan.writes && moment == .afterWrite, cut) }
@@ -88,7 +88,7 @@ struct RecoveryTests {
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(second) { engine in
             try engine.register(saga)
-            return try await engine.run(saga, id: "order", input: Order(id: 1))
+            return try await engine.execute(saga, id: "order", input: Order(id: 1))
         }
         let expected: SagaStatus = scenario == .completes ? .completed : .compensated
         #expect(outcome.status == expected, cut)
@@ -140,7 +140,7 @@ struct RecoveryTests {
         let first = SagaEngine(
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
-            try await withRunningSagaEngine(first) { try await $0.run(saga, id: "u", input: Order(id: 2)) }
+            try await withRunningSagaEngine(first) { try await $0.execute(saga, id: "u", input: Order(id: 2)) }
         }
         try await stores.close()
         let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
@@ -165,7 +165,7 @@ struct RecoveryTests {
         let first = SagaEngine(
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
-            try await withRunningSagaEngine(first) { try await $0.run(v1, id: "v", input: Order(id: 3)) }
+            try await withRunningSagaEngine(first) { try await $0.execute(v1, id: "v", input: Order(id: 3)) }
         }
         try await stores.close()
         let before = try await stores.open().records(of: "v")
@@ -192,7 +192,7 @@ struct RecoveryTests {
 
             // Registering the old version beside the new one lets the saga finish.
             try engine.register(v1)
-            let outcome = try await engine.run(v1, id: "v", input: Order(id: 3))
+            let outcome = try await engine.execute(v1, id: "v", input: Order(id: 3))
             #expect(outcome.status == .completed)
             #expect(engine.strandedSagas.isEmpty)
         }
@@ -208,7 +208,7 @@ struct RecoveryTests {
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) {
-                try await $0.run(threeStepSaga(participant), id: "lost", input: Order(id: 4))
+                try await $0.execute(threeStepSaga(participant), id: "lost", input: Order(id: 4))
             }
         }
         try await stores.close()
@@ -232,7 +232,7 @@ struct RecoveryTests {
             store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) {
-                try await $0.run(threeStepSaga(participant), id: "p", input: Order(id: 5))
+                try await $0.execute(threeStepSaga(participant), id: "p", input: Order(id: 5))
             }
         }
         try await stores.close()

@@ -109,13 +109,13 @@ struct SagaDecisionTests {
         let deadline = start.addingTimeInterval(10)
         #expect(
             machine.limit(forNextAttemptOf: "reserve", deadline: nil, now: start)
-                == .run(limit: .seconds(2), byDeadline: false))
+                == .attempt(limit: .seconds(2), byDeadline: false))
         #expect(
             machine.limit(forNextAttemptOf: "reserve", deadline: deadline, now: start)
-                == .run(limit: .seconds(2), byDeadline: false))
+                == .attempt(limit: .seconds(2), byDeadline: false))
         #expect(
             machine.limit(forNextAttemptOf: "reserve", deadline: deadline, now: start.addingTimeInterval(9))
-                == .run(limit: .seconds(1), byDeadline: true))
+                == .attempt(limit: .seconds(1), byDeadline: true))
         #expect(
             machine.limit(forNextAttemptOf: "reserve", deadline: deadline, now: start.addingTimeInterval(10))
                 == .deadlinePassed(SagaStateMachine.deadlineExceeded("reserve")))
@@ -130,14 +130,16 @@ struct SagaDecisionTests {
                 == .deadlinePassed(SagaStateMachine.deadlineExceeded("pay")))
         // The pivot's own limit is its timeout, never the deadline: cut short, its outcome would be unknown.
         #expect(
-            before.limit(forNextAttemptOf: "pay", deadline: deadline, now: start) == .run(limit: nil, byDeadline: false)
+            before.limit(forNextAttemptOf: "pay", deadline: deadline, now: start)
+                == .attempt(limit: nil, byDeadline: false)
         )
         let started = try machine([
             (.stepStarted, "reserve", 1), (.stepSucceeded, "reserve", 1), (.stepStarted, "pay", 1),
             (.stepAttemptFailed, "pay", 1),
         ])
         #expect(
-            started.limit(forNextAttemptOf: "pay", deadline: deadline, now: late) == .run(limit: nil, byDeadline: false)
+            started.limit(forNextAttemptOf: "pay", deadline: deadline, now: late)
+                == .attempt(limit: nil, byDeadline: false)
         )
     }
 
@@ -148,7 +150,7 @@ struct SagaDecisionTests {
         ])
         #expect(
             machine.limit(forNextAttemptOf: "notify", deadline: start, now: start.addingTimeInterval(60))
-                == .run(limit: nil, byDeadline: false))
+                == .attempt(limit: nil, byDeadline: false))
     }
 
     // MARK: The pivot, and steps that cannot run

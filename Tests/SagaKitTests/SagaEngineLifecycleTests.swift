@@ -68,7 +68,7 @@ struct SagaEngineLifecycleTests {
     @Test func anEngineRunsOnce() async throws {
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
-            _ = try await engine.run(threeStepSaga(participant), id: "once", input: Order(id: 4))
+            _ = try await engine.execute(threeStepSaga(participant), id: "once", input: Order(id: 4))
             await #expect(throws: SagaError.self) { try await engine.run() }
         }
     }

@@ -15,7 +15,7 @@ struct SagaEngineTests {
     @Test func happyPathRunsEachStepOnceWithStableKeysAndCompletes() async throws {
         let saga = threeStepSaga(participant)
         let outcome = try await withRunningSagaEngine(engine()) { engine in
-            try await engine.run(saga, id: "order-1", input: Order(id: 1))
+            try await engine.execute(saga, id: "order-1", input: Order(id: 1))
         }
         #expect(outcome.output == Receipt(step: "ship", order: 1))
         #expect(participant.operations == ["reserve", "charge", "ship"])
@@ -36,7 +36,7 @@ struct SagaEngineTests {
     func failureAtEachStepCompensatesStartedStepsInReverse(failing step: String) async throws {
         participant.script(step, [.failForGood])
         let outcome = try await withRunningSagaEngine(engine()) { engine in
-            try await engine.run(threeStepSaga(participant), id: "order-2", input: Order(id: 2))
+            try await engine.execute(threeStepSaga(participant), id: "order-2", input: Order(id: 2))
         }
         guard case .compensated(let failure) = outcome else {
             Issue.record("expected compensated, got \(outcome)")
@@ -187,7 +187,7 @@ struct SagaEngineTests {
             #expect(a.output == b.output)
             #expect(a.output?.order == 8, "the first input wins")
             // After it finished, starting again still returns the same result and runs nothing.
-            let again = try await engine.run(saga, id: "same", input: Order(id: 1000))
+            let again = try await engine.execute(saga, id: "same", input: Order(id: 1000))
             #expect(again.output?.order == 8)
             let other = SagaDefinition<Order, NoOutput>("other-saga") { pivot("x", participant) }
             await #expect(throws: SagaError.self) { try await engine.start(other, id: "same", input: Order(id: 1)) }
@@ -195,7 +195,7 @@ struct SagaEngineTests {
         #expect(participant.operations == ["reserve", "charge", "ship"])
         // A new engine on the same log also attaches instead of running again.
         let again = try await withRunningSagaEngine(engine()) { engine in
-            try await engine.run(saga, id: "same", input: Order(id: 5))
+            try await engine.execute(saga, id: "same", input: Order(id: 5))
         }
         #expect(again.output?.order == 8)
         #expect(participant.operations.count == 3)
@@ -209,7 +209,7 @@ struct SagaEngineTests {
         try await withRunningSagaEngine(engine(configuration)) { engine in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for id in 0..<5 {
-                    group.addTask { _ = try await engine.run(saga, id: "bound-\(id)", input: Order(id: id)) }
+                    group.addTask { _ = try await engine.execute(saga, id: "bound-\(id)", input: Order(id: id)) }
                 }
                 await participant.waitForCalls("reserve", count: 2)
                 #expect(participant.calls("reserve").count == 2, "only two sagas execute at once")
@@ -225,7 +225,7 @@ struct SagaEngineTests {
         participant.script("undo-charge", [.failForGood])
         let saga = threeStepSaga(participant)
         try await withRunningSagaEngine(engine()) { engine in
-            let outcome = try await engine.run(saga, id: "na-1", input: Order(id: 9))
+            let outcome = try await engine.execute(saga, id: "na-1", input: Order(id: 9))
             guard case .needsAttention(let failure) = outcome else {
                 Issue.record("expected needs attention, got \(outcome)")
                 return
@@ -251,7 +251,7 @@ struct SagaEngineTests {
         participant.script("ship", [.failForGood])
         participant.script("undo-reserve", [], then: .failForGood)
         try await withRunningSagaEngine(engine()) { engine in
-            let outcome = try await engine.run(threeStepSaga(participant), id: "na-2", input: Order(id: 10))
+            let outcome = try await engine.execute(threeStepSaga(participant), id: "na-2", input: Order(id: 10))
             #expect(outcome.status == .needsAttention)
             await #expect(throws: SagaError.self) { try await engine.resolve(sagaID: "unknown", note: "x") }
             try await engine.resolve(sagaID: "na-2", note: "refunded by hand, ticket 7")
@@ -329,7 +329,7 @@ struct SagaEngineTests {
             notify
         }
         try await withRunningSagaEngine(engine()) { engine in
-            let outcome = try await engine.run(saga, id: "rt-2", input: Order(id: 14))
+            let outcome = try await engine.execute(saga, id: "rt-2", input: Order(id: 14))
             #expect(outcome.status == .needsAttention)
             try await engine.retry(sagaID: "rt-2", note: "notifier redeployed")
             #expect(try await engine.handle(for: "rt-2", output: Receipt.self).outcome().status == .completed)

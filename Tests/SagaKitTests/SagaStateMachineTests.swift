@@ -18,10 +18,10 @@ struct SagaStateMachineTests {
     @Test mutating func decidesForwardThenCompletes() throws {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         try machine.apply(record(.sagaStarted))
-        #expect(machine.nextAction() == .run(group: 0, steps: ["reserve"]))
+        #expect(machine.nextAction() == .advance(group: 0, steps: ["reserve"]))
         try machine.apply(record(.stepStarted, "reserve", attempt: 1))
         try machine.apply(record(.stepSucceeded, "reserve", attempt: 1))
-        #expect(machine.nextAction() == .run(group: 1, steps: ["charge"]))
+        #expect(machine.nextAction() == .advance(group: 1, steps: ["charge"]))
         try machine.apply(record(.stepStarted, "charge", attempt: 1))
         try machine.apply(record(.stepSucceeded, "charge", attempt: 1))
         try machine.apply(record(.stepStarted, "ship", attempt: 1))
@@ -54,7 +54,7 @@ struct SagaStateMachineTests {
         var machine = SagaStateMachine(plan: plan, sagaID: "s")
         try machine.apply(record(.sagaStarted))
         try machine.apply(record(.stepStarted, "reserve", attempt: 1))
-        #expect(machine.nextAction() == .run(group: 0, steps: ["reserve"]))
+        #expect(machine.nextAction() == .advance(group: 0, steps: ["reserve"]))
 
         let participant = Participant()
         let compensating = SagaDefinition<Order, NoOutput>("c") {

@@ -165,7 +165,7 @@ struct TestingKitTests {
         let engine = SagaEngine(
             store: InMemorySagaStore(), configuration: faults.configure(testConfiguration()), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(engine) { engine in
-            try await engine.run(saga, id: "typed-1", input: Order(id: 1))
+            try await engine.execute(saga, id: "typed-1", input: Order(id: 1))
         }
         #expect(outcome.status == .compensated)
         // The fault fails "charge" before it reaches the participant; a started step is compensated all the same.

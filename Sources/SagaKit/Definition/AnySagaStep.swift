@@ -14,7 +14,7 @@ public struct AnySagaStep: Sendable {
     /// Whether the step has a compensation.
     public var isCompensatable: Bool { compensate != nil }
 
-    package let run: @Sendable (ErasedStepContext) async throws -> Data
+    package let action: @Sendable (ErasedStepContext) async throws -> Data
     package let compensate: (@Sendable (Data?, ErasedStepContext) async throws -> Void)?
     /// Store-specific work for steps that commit in the log's own transaction (see `SagaKitSQLite`).
     package let local: (any Sendable)?
@@ -25,7 +25,7 @@ public struct AnySagaStep: Sendable {
         self.kind = step.kind
         self.options = step.options
         let action = step.action
-        self.run = { context in
+        self.action = { context in
             let typed = StepContext<Input>(
                 sagaID: context.sagaID,
                 stepName: context.stepName,

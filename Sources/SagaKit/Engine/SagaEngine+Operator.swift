@@ -44,12 +44,12 @@ extension SagaEngine {
         try ensureRunning(sagaID, action: "retried")
         let run = try await loadRun(sagaID, expecting: .needsAttention, action: "retried")
         do {
-            try await run.write([SagaRun.Draft(kind: .operatorRetried, note: note)])
+            try await run.write([SagaExecution.Draft(kind: .operatorRetried, note: note)])
         } catch {
             throw abandon(run, Self.operatorError(error, sagaID: sagaID, action: "retried"))
         }
         run.logger.info("operator retried saga", metadata: ["note": "\(note ?? "")"])
-        enqueue(.run(run))
+        enqueue(.execute(run))
     }
 
     /// Marks a saga that needs attention as resolved, with a note saying what a person did.
@@ -128,7 +128,7 @@ extension SagaEngine {
         do {
             try await run.requestCancel(reason: reason) {
                 queued.withLock { $0 = true }
-                enqueue(.run(run))
+                enqueue(.execute(run))
             }
         } catch {
             // Refused before the run was queued: nothing runs it, so drop it and wake its waiters. Once
@@ -169,7 +169,7 @@ extension SagaEngine {
     }
 
     /// Loads a saga that is not running here into a new run reserved in the registry.
-    private func loadRun(_ sagaID: String, expecting status: SagaStatus, action: String) async throws -> SagaRun {
+    private func loadRun(_ sagaID: String, expecting status: SagaStatus, action: String) async throws -> SagaExecution {
         guard activeRun(sagaID) == nil else {
             throw SagaError(
                 .invalidOperatorAction, sagaID: sagaID,
@@ -199,7 +199,7 @@ extension SagaEngine {
                 code, sagaID: sagaID,
                 message: "saga '\(sagaID)' is now \(machine.status); only a \(status) saga can be \(action)")
         }
-        let run = SagaRun(engine: self, definition: definition, machine: machine)
+        let run = SagaExecution(engine: self, definition: definition, machine: machine)
         let reserved = runtime.withLock { runtime -> Bool in
             guard runtime.active[sagaID] == nil else { return false }
             runtime.active[sagaID] = run
@@ -216,7 +216,7 @@ extension SagaEngine {
 
     /// Drops a run reserved for an operator action that will not be executed, and ends the wait of
     /// every caller attached to it meanwhile with `error`. Returns `error`, to throw.
-    func abandon(_ run: SagaRun, _ error: any Error) -> any Error {
+    func abandon(_ run: SagaExecution, _ error: any Error) -> any Error {
         runEnded(run)
         run.interrupt(error)
         return error

@@ -36,7 +36,7 @@ extension SagaEngine {
                 message: "the history of saga '\(summary.id)' does not replay: \(error.message)")
             return false
         }
-        let run = SagaRun(engine: self, definition: definition, machine: machine)
+        let run = SagaExecution(engine: self, definition: definition, machine: machine)
         let inserted = runtime.withLock { runtime -> Bool in
             guard runtime.active[summary.id] == nil else { return false }
             runtime.active[summary.id] = run
@@ -46,7 +46,7 @@ extension SagaEngine {
         guard inserted else { return false }
         metrics.recovered(summary.name)
         run.logger.info("resuming saga from the log", metadata: ["status": "\(summary.status)"])
-        enqueue(.run(run))
+        enqueue(.execute(run))
         return true
     }
 

@@ -19,7 +19,7 @@ import Tracing
 /// try engine.register(placeOrder)
 /// let group = ServiceGroup(services: [engine], logger: logger)
 /// // elsewhere, e.g. in an HTTP handler:
-/// let outcome = try await engine.run(placeOrder, id: "order-\(requestID)", input: order)
+/// let outcome = try await engine.execute(placeOrder, id: "order-\(requestID)", input: order)
 /// ```
 ///
 /// - Important: Steps run *at least once*: after a crash, a step whose outcome was not logged runs
@@ -36,7 +36,7 @@ public final class SagaEngine: Service, Sendable {
     }
 
     struct Runtime {
-        var active: [String: SagaRun] = [:]
+        var active: [String: SagaExecution] = [:]
         var stranded: [String: StrandedSaga] = [:]
         var isRunning = false
         var hasRun = false
@@ -48,10 +48,10 @@ public final class SagaEngine: Service, Sendable {
         var recoveryWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    enum Admission { case attach(SagaRun), created(SagaRun), shuttingDown }
+    enum Admission { case attach(SagaExecution), created(SagaExecution), shuttingDown }
 
     enum Job: Sendable {
-        case run(SagaRun)
+        case execute(SagaExecution)
         case load(String)
     }
 
@@ -151,13 +151,13 @@ public final class SagaEngine: Service, Sendable {
         let now = configuration.clock.now()
         var metadata = TraceCarrier.inject(ServiceContext.current ?? .topLevel, using: tracer)
         if let deadline = options.deadline {
-            metadata[SagaRun.deadlineKey] = String(now.addingTimeInterval(deadline.seconds).timeIntervalSince1970)
+            metadata[SagaExecution.deadlineKey] = String(now.addingTimeInterval(deadline.seconds).timeIntervalSince1970)
         }
 
         let admission: Admission = runtime.withLock { runtime in
             if let existing = runtime.active[id] { return .attach(existing) }
             if runtime.isShuttingDown { return .shuttingDown }
-            let run = SagaRun(
+            let run = SagaExecution(
                 engine: self, definition: erased, newSagaID: id, input: input, inputData: inputData, metadata: metadata,
                 at: now)
             runtime.active[id] = run
@@ -179,7 +179,7 @@ public final class SagaEngine: Service, Sendable {
             try await waitUntilDurable(run, id: id, name: definition.name)
             return handle
         case .created(let run):
-            enqueue(.run(run))
+            enqueue(.execute(run))
             try await waitUntilDurable(run, id: id, name: definition.name)
             return handle
         }
@@ -187,7 +187,7 @@ public final class SagaEngine: Service, Sendable {
 
     /// Waits until a run's saga is in the log; when the run turned out to duplicate a saga already
     /// logged, makes sure that saga runs.
-    private func waitUntilDurable(_ run: SagaRun, id: String, name: String) async throws {
+    private func waitUntilDurable(_ run: SagaExecution, id: String, name: String) async throws {
         do {
             try await run.waitUntilAccepted()
         } catch let error as SagaStoreError where error.code == .sagaAlreadyExists {
@@ -207,8 +207,18 @@ public final class SagaEngine: Service, Sendable {
 
     /// Starts a saga (or attaches to the one with this id) and waits for its outcome.
     ///
-    /// Equivalent to ``start(_:id:input:options:)`` followed by ``SagaHandle/outcome()``.
-    public func run<Input, Output>(
+    /// Equivalent to ``start(_:id:input:options:)`` followed by ``SagaHandle/outcome()``. Not to be
+    /// confused with ``run()``, the engine's own service loop, which must be running (in a
+    /// `ServiceGroup`) for sagas to execute.
+    ///
+    /// ```swift
+    /// switch try await engine.execute(placeOrder, id: "order-\(requestID)", input: order) {
+    /// case .completed(let receipt): respond(.created, receipt)
+    /// case .compensated(let failure): respond(.conflict, failure.cause.message)
+    /// case .needsAttention, .resolved: respond(.accepted, "an operator is looking at it")
+    /// }
+    /// ```
+    public func execute<Input, Output>(
         _ definition: SagaDefinition<Input, Output>,
         id: String,
         input: Input,
@@ -233,7 +243,7 @@ public final class SagaEngine: Service, Sendable {
             }
             return false
         }
-        if dropped, case .run(let run) = job {
+        if dropped, case .execute(let run) = job {
             runEnded(run)
             run.interrupt(
                 SagaError(
@@ -242,11 +252,11 @@ public final class SagaEngine: Service, Sendable {
         }
     }
 
-    func activeRun(_ id: String) -> SagaRun? {
+    func activeRun(_ id: String) -> SagaExecution? {
         runtime.withLock { $0.active[id] }
     }
 
-    func runEnded(_ run: SagaRun) {
+    func runEnded(_ run: SagaExecution) {
         runtime.withLock { runtime in
             if runtime.active[run.id] === run { runtime.active[run.id] = nil }
         }
@@ -352,7 +362,7 @@ public final class SagaEngine: Service, Sendable {
         }
         defer {
             finishRecovery()
-            let abandoned = runtime.withLock { runtime -> [SagaRun] in
+            let abandoned = runtime.withLock { runtime -> [SagaExecution] in
                 runtime.isRunning = false
                 runtime.isShuttingDown = true
                 runtime.jobs = nil
@@ -380,7 +390,7 @@ public final class SagaEngine: Service, Sendable {
                     group.addTask {
                         defer { self.limiter.release() }
                         switch job {
-                        case .run(let run): await run.execute()
+                        case .execute(let execution): await execution.drive()
                         case .load(let id): await self.load(id)
                         }
                     }

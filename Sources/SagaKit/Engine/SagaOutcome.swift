@@ -3,7 +3,7 @@ import Foundation
 /// How a saga ended, or where it stopped for a person.
 ///
 /// ```swift
-/// switch try await engine.run(placeOrder, id: "order-42", input: order) {
+/// switch try await engine.execute(placeOrder, id: "order-42", input: order) {
 /// case .completed(let order): print("order \(order.id) placed")
 /// case .compensated(let failure): print("refunded: \(failure.cause.message)")
 /// case .needsAttention(let failure): alert(failure)

@@ -32,7 +32,7 @@ extension SagaStateMachine {
         /// The saga's deadline has passed: log the step failed for good with this error.
         case deadlinePassed(RecordedError)
         /// Run the attempt within `limit` (`nil`: no limit); `byDeadline` when the deadline set it.
-        case run(limit: Duration?, byDeadline: Bool)
+        case attempt(limit: Duration?, byDeadline: Bool)
     }
 
     /// The retry budget of a step's forward attempts: its own policy, else retriable steps retry
@@ -55,19 +55,19 @@ extension SagaStateMachine {
     /// point of no return, are never cut short by it. A compensatable step runs within the earlier of
     /// its timeout and the deadline.
     package func limit(forNextAttemptOf name: String, deadline: Date?, now: Date) -> AttemptLimit {
-        guard let step = plan.stepsByName[name] else { return .run(limit: nil, byDeadline: false) }
+        guard let step = plan.stepsByName[name] else { return .attempt(limit: nil, byDeadline: false) }
         let timeout = step.options.timeout
         let pivotStarted = step.kind == .pivot && self.step(name).attempts > 0
         guard let deadline, step.kind != .retriable, !pivotStarted else {
-            return .run(limit: timeout, byDeadline: false)
+            return .attempt(limit: timeout, byDeadline: false)
         }
         let left = deadline.timeIntervalSince(now)
         if left <= 0 { return .deadlinePassed(Self.deadlineExceeded(name)) }
         let remaining = Duration.seconds(left)
         if step.kind == .compensatable, timeout.map({ remaining < $0 }) ?? true {
-            return .run(limit: remaining, byDeadline: true)
+            return .attempt(limit: remaining, byDeadline: true)
         }
-        return .run(limit: timeout, byDeadline: false)
+        return .attempt(limit: timeout, byDeadline: false)
     }
 
     /// What to do after forward attempt `attempt` of `name` failed.

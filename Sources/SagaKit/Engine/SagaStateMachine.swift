@@ -37,7 +37,7 @@ package struct SagaStateMachine: Sendable {
     /// What the engine should do next.
     package enum Action: Sendable, Equatable {
         /// Run the not-yet-succeeded steps of forward group `group`.
-        case run(group: Int, steps: [String])
+        case advance(group: Int, steps: [String])
         /// A step was logged as started with no outcome and its policy says compensate: log it failed.
         case abandonUnknownOutcome(step: String)
         /// Compensate these started steps of group `group`, in parallel.
@@ -277,7 +277,7 @@ package struct SagaStateMachine: Sendable {
                 }) {
                     return .abandonUnknownOutcome(step: unknown.name)
                 }
-                return .run(group: index, steps: pending.map(\.name))
+                return .advance(group: index, steps: pending.map(\.name))
             }
             return .complete
         case .compensating:

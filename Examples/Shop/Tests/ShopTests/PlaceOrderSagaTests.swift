@@ -37,7 +37,7 @@ struct PlaceOrderSagaTests {
         let store = try SQLiteSagaStore(path: directory.file("sagas.sqlite"))
         let engine = SagaEngine(store: store, logger: ShopRuntime.Options().logger)
         let outcome = try await withRunningSagaEngine(engine) { engine in
-            try await engine.run(saga.definition, id: id, input: order)
+            try await engine.execute(saga.definition, id: id, input: order)
         }
         try await store.close()
         return (outcome, products, orders)

@@ -248,7 +248,7 @@ public final class ShopRuntime: Sendable {
 
     /// Places one order through the saga and waits for its outcome.
     public func placeOrder(_ order: PlaceOrder, sagaID: String) async throws -> SagaOutcome<OrderConfirmation> {
-        try await engine.run(saga.definition, id: sagaID, input: order)
+        try await engine.execute(saga.definition, id: sagaID, input: order)
     }
 
     /// Closes the saga log and the databases. Call it with the engine stopped.

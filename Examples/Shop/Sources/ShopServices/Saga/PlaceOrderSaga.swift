@@ -60,7 +60,7 @@ public struct OrderConfirmation: Codable, Hashable, Sendable {
 /// let engine = SagaEngine(store: try SQLiteSagaStore(path: "sagas.sqlite"), logger: logger)
 /// try engine.register(saga.definition)
 /// // with the engine running:
-/// switch try await engine.run(saga.definition, id: "order-42", input: PlaceOrder(user: 1, product: "tea", quantity: 2)) {
+/// switch try await engine.execute(saga.definition, id: "order-42", input: PlaceOrder(user: 1, product: "tea", quantity: 2)) {
 /// case .completed(let confirmation): print("order #\(confirmation.orderID)")
 /// case .compensated(let failure): print("refunded: \(failure.cause.message)")
 /// default: break

@@ -23,7 +23,7 @@ struct StepTimeoutError: Error, CustomStringConvertible {
 
 /// One saga's execution in this engine: its state machine, the records waiting to be written with
 /// the next intent, and the callers waiting for its outcome.
-final class SagaRun: Sendable {
+final class SagaExecution: Sendable {
     static let deadlineKey = "sagakit.deadline"
 
     let id: String
@@ -365,7 +365,7 @@ final class SagaRun: Sendable {
 
     // MARK: Executing
 
-    func execute() async {
+    func drive() async {
         let tracer = engine.tracer
         let parent = TraceCarrier.extract(state.withLock { $0.machine.metadata }, using: tracer)
         let span = tracer.startSpan("saga \(plan.name)", context: parent)
@@ -438,7 +438,7 @@ final class SagaRun: Sendable {
             try await handleRequests()
             let action = state.withLock { $0.machine.nextAction() }
             switch action {
-            case .run(let group, let steps):
+            case .advance(let group, let steps):
                 try await runGroup(group: group, steps: steps, span: span, compensating: false)
             case .compensate(let group, let steps):
                 try await runGroup(group: group, steps: steps, span: span, compensating: true)
@@ -554,7 +554,7 @@ final class SagaRun: Sendable {
                 state.withLock { $0.stopForward = true }
                 try await write([Draft(kind: .stepFailed, step: name, attempt: attempt - 1, error: error)])
                 return
-            case .run(let bound, let byDeadline):
+            case .attempt(let bound, let byDeadline):
                 limit = bound
                 deadlineBinds = byDeadline
             }
@@ -579,7 +579,7 @@ final class SagaRun: Sendable {
                 name: name, attempt: attempt, logger: stepLogger, timeout: limit, local: step.local, loggedOutput: nil,
                 isCompensation: false, trace: stepSpan.context
             ) { context in
-                try await step.run(context)
+                try await step.action(context)
             }
             let nanoseconds = Self.nanoseconds(since: began)
             if Task.isCancelled {
