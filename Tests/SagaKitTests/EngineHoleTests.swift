@@ -265,6 +265,61 @@ struct EngineHoleTests {
         }
     }
 
+    // MARK: A resumption built from stale records
+
+    /// `resume` read the saga's records; before it registers its execution, another execution (the
+    /// one `register` started for the stranded saga) runs the saga to its end. The stale execution's
+    /// first write is refused by the log; a caller waiting on it gets the saga's real outcome, not a
+    /// write failure. Found by the property schedules (an operator's resume racing recovery).
+    @Test func aResumptionBuiltFromStaleRecordsGivesWayToTheLog() async throws {
+        let store = HookedStore()
+        let saga = threeStepSaga(participant)
+        // Engine 1 dies after its second write: reserve's outcome and charge's intent are logged.
+        let plan = CrashPlan(write: 2, moment: .afterWrite)
+        let first = SagaEngine(store: store, configuration: plan.configure(testConfiguration()), logger: quietLogger)
+        _ = try? await withRunningSagaEngine(first) { try await $0.execute(saga, id: "st-1", input: Order(id: 1)) }
+        #expect(try await store.summary(of: "st-1")?.status == .running)
+
+        // Engine 2 does not know the definition yet: recovery strands the saga.
+        let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
+        try await withRunningSagaEngine(engine) { engine in
+            await engine.waitForRecovery()
+            let staleRead = Gate()
+            store.hooks.withLock { $0.afterNextRecordsRead = staleRead }
+            let resume = Task { try await engine.resume(sagaID: "st-1") }
+            await staleRead.waitUntilSomeoneWaits()
+            // Registering resumes the stranded saga, which runs to its end meanwhile.
+            let completed = Gate()
+            store.hooks.withLock { hooks in
+                hooks.afterAppend = { append in
+                    if append.records.contains(where: { $0.kind == .sagaCompleted }) { completed.open() }
+                }
+            }
+            try engine.register(saga)
+            await completed.wait()
+            await eventually("the first execution ended") { engine.activeRun("st-1") == nil }
+            // The stale resumption now registers an execution from the records it read; hold its
+            // first write until a caller waits on it.
+            let staleWrite = Gate()
+            store.hooks.withLock { hooks in
+                hooks.holdAppend = { _ in true }
+                hooks.appendGate = staleWrite
+            }
+            staleRead.open()
+            try await resume.value
+            let waiter = Task { try await engine.handle(for: "st-1", output: Receipt.self).outcome() }
+            await eventually("the waiter is parked on the stale execution") {
+                (engine.activeRun("st-1")?.state.withLock { $0.waiters.count } ?? 0) >= 1
+            }
+            staleWrite.open()
+            let outcome = try await waiter.value
+            #expect(outcome.status == .completed)
+        }
+        let records = try await store.records(of: "st-1")
+        #expect(records.last?.kind == .sagaCompleted, "\(records.kinds)")
+        #expect(participant.calls("ship").count == 1)
+    }
+
     // MARK: The hint after a hard stop
 
     @Test func aStoppedEngineDoesNotSuggestAResumeThatItWouldRefuse() async throws {

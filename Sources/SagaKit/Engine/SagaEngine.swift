@@ -270,14 +270,29 @@ public final class SagaEngine: Service, Sendable {
         if let run = activeRun(sagaID) {
             do {
                 return try await run.settlement()
-            } catch is RunSuperseded {
-                // The run duplicated a saga already in the log: make sure that saga runs, then look
-                // it up instead.
+            } catch let superseded as RunSuperseded {
+                // The log has moved past the run (it duplicated a logged saga, or was loaded from
+                // records another execution has written after): make sure the saga runs, then look
+                // it up again, once.
                 await waitForRecovery()
                 if activeRun(sagaID) == nil, runtime.withLock({ $0.isRunning && !$0.isShuttingDown }) {
                     try? await resume(sagaID: sagaID)
                 }
-                if let run = activeRun(sagaID) { return try await run.settlement() }
+                if let run = activeRun(sagaID) {
+                    do {
+                        return try await run.settlement()
+                    } catch let again as RunSuperseded {
+                        throw again.fallback ?? superseded.fallback
+                            ?? SagaError(
+                                .logWriteFailed, sagaID: sagaID,
+                                message: "another engine is writing saga '\(sagaID)'; this engine stops running it")
+                    }
+                }
+                if let fallback = superseded.fallback,
+                    try await store.summary(of: sagaID).map({ $0.status.isActive }) ?? false
+                {
+                    throw fallback
+                }
             }
         }
         guard let summary = try await store.summary(of: sagaID) else {

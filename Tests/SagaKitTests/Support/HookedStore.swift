@@ -57,6 +57,9 @@ final class HookedStore: SagaStore {
     struct Hooks {
         /// Awaited once by the next `records(of:)` call, then cleared.
         var beforeNextRecordsRead: Gate?
+        /// Awaited once by the next `records(of:)` call after it has read (so it returns what it
+        /// read before the gate opened: a stale snapshot), then cleared.
+        var afterNextRecordsRead: Gate?
         /// Appends for which this returns true wait for `appendGate` (once), then fail with `failure`
         /// if it is set, or go through.
         var holdAppend: (@Sendable (SagaLogAppend) -> Bool)?
@@ -75,7 +78,13 @@ final class HookedStore: SagaStore {
             return hooks.beforeNextRecordsRead
         }
         if let gate { await gate.wait() }
-        return try await base.records(of: sagaID)
+        let records = try await base.records(of: sagaID)
+        let after = hooks.withLock { hooks -> Gate? in
+            defer { hooks.afterNextRecordsRead = nil }
+            return hooks.afterNextRecordsRead
+        }
+        if let after { await after.wait() }
+        return records
     }
 
     func append(_ append: SagaLogAppend) async throws {
