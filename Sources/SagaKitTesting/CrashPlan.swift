@@ -38,11 +38,9 @@ public final class CrashPlan: Sendable {
     /// Writes the engine made (or attempted, for `beforeWrite`) up to the crash.
     public var writes: Int { state.withLock { $0.writes } }
 
-    /// Returns `configuration` with this plan's fault hook installed.
+    /// Returns `configuration` with this plan's fault hook installed (after any hook installed before).
     public func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
-        var configuration = configuration
-        configuration.faultPoint = { [self] point in try self.hit(point) }
-        return configuration
+        configuration.addingFaultPoint { [self] point in try self.hit(point) }
     }
 
     func hit(_ point: FaultPoint) throws {

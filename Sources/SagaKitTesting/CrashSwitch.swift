@@ -99,13 +99,7 @@ public final class CrashSwitch: Sendable {
 
     /// Returns `configuration` with this switch installed.
     public func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
-        var configuration = configuration
-        let previous = configuration.faultPoint
-        configuration.faultPoint = { [self] point in
-            try previous?(point)
-            try self.hit(point)
-        }
-        return configuration
+        configuration.addingFaultPoint { [self] point in try self.hit(point) }
     }
 
     private func hit(_ fault: FaultPoint) throws {

@@ -102,13 +102,7 @@ final class FaultPointRecorder: Sendable {
     var crashed: String? { state.withLock { $0.crashed } }
 
     func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
-        var configuration = configuration
-        let previous = configuration.faultPoint
-        configuration.faultPoint = { [self] point in
-            try previous?(point)
-            try self.hit(point)
-        }
-        return configuration
+        configuration.addingFaultPoint { [self] point in try self.hit(point) }
     }
 
     private func hit(_ point: FaultPoint) throws {
