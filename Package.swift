@@ -130,6 +130,7 @@ let package = Package(
                 "SagaKitSQLite",
                 "SagaKitTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Fixtures")],

@@ -1,6 +1,7 @@
 import Foundation
 import SagaKit
 import SagaKitSQLite
+import Subprocess
 import Testing
 
 /// A second name for a file: a symbolic link or a hard link.
@@ -104,51 +105,39 @@ let flockToolIsAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bi
 }
 
 /// Whether another process would find `path` locked: `flock(1)` tries a non-blocking exclusive lock.
+///
+/// Child processes are run with swift-subprocess, whose own event loop reaps them and reads their
+/// pipes: no Foundation `Process`, no libdispatch source, no thread blocked in `waitUntilExit`.
 func flockIsHeld(on path: String) async throws -> Bool {
-    let run = try await runProcess("/usr/bin/flock", ["--nonblock", "--conflict-exit-code", "75", path, "true"])
-    #expect(run == 0 || run == 75, "flock(1) exited with \(run)")
-    return run == 75
+    let result = try await run(
+        .name("flock"), arguments: ["--nonblock", "--conflict-exit-code", "75", path, "true"], input: .none,
+        output: .discarded, error: .discarded)
+    guard case .exited(let code) = result.terminationStatus else {
+        Issue.record("flock(1) ended with \(result.terminationStatus)")
+        return false
+    }
+    #expect(code == 0 || code == 75, "flock(1) exited with \(code)")
+    return code == 75
 }
 
 /// Runs `body` while another process (`flock(1)`) holds an exclusive `flock` on `path`.
 func whileAnotherProcessLocks(_ path: String, _ body: () async throws -> Void) async throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
     // `--close`: the command does not inherit the lock; flock(1) holds it until the command ends, which
     // is when its standard input closes.
-    process.arguments = ["--nonblock", "--close", path, "sh", "-c", "echo locked; exec cat"]
-    let input = Pipe()
-    let output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    try process.run()
-    defer {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
-    let line = await offThePool { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
-    try #require(line.hasPrefix("locked"), "flock(1) could not lock '\(path)'")
-    try await body()
-}
-
-/// Runs an executable to its end, off the cooperative thread pool, and returns its exit status.
-func runProcess(_ executable: String, _ arguments: [String]) async throws -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    return await offThePool {
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-}
-
-/// Runs a blocking call on a thread of its own, so that it does not hold a thread of the cooperative pool.
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: body()) }
+    _ = try await run(
+        .name("flock"), arguments: ["--nonblock", "--close", path, "sh", "-c", "echo locked; exec cat"],
+        input: .inputWriter, output: .sequence, error: .discarded
+    ) { execution in
+        var lines = execution.standardOutput.strings().makeAsyncIterator()
+        let line = try await lines.next()
+        do {
+            try #require(line?.hasPrefix("locked") == true, "flock(1) could not lock '\(path)'")
+            try await body()
+        } catch {
+            try await execution.standardInputWriter.finish()
+            throw error
+        }
+        try await execution.standardInputWriter.finish()
+        while try await lines.next() != nil {}
     }
 }

@@ -20,6 +20,11 @@ struct RaceTests {
             async let started = engine.start(saga, id: "c-1", input: Order(id: 1))
             await store.waitUntilHeld()
             async let cancelled: Void = engine.cancel(sagaID: "c-1", reason: "customer")
+            // The cancellation must be requested while the first write is held: released earlier, the
+            // saga could finish before the cancel call reached it.
+            await eventually("the cancellation is requested") {
+                engine.activeRun("c-1")?.state.withLock { $0.cancelRequest != nil } ?? false
+            }
             store.release()
             _ = try await started
             try await cancelled
@@ -42,6 +47,9 @@ struct RaceTests {
             let handle = try await engine.start(saga, id: "c-2", input: Order(id: 2))
             await participant.waitForCalls("reserve")
             async let cancelled: Void = engine.cancel(sagaID: "c-2", reason: "customer")
+            await eventually("the cancellation is requested") {
+                engine.activeRun("c-2")?.state.withLock { $0.cancelRequest != nil } ?? false
+            }
             participant.release("reserve")
             await store.waitUntilHeld()
             #expect(participant.calls("undo-reserve").isEmpty, "a compensation ran before the cancellation was durable")
