@@ -530,11 +530,11 @@ package struct ErasedDefinition: Sendable {
     }
 }
 
-/// SplitMix64: a small seeded generator for reproducible jitter.
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// SplitMix64: a small seeded generator for reproducible jitter (and reproducible test data).
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
