@@ -85,15 +85,10 @@ extension SagaExecution {
                 }
                 switch verdict {
                 case .retry(let recorded, let used):
-                    engine.metrics.retry(plan.name, name)
-                    let delay = engine.backoff(policy, after: used)
-                    stepLogger.info(
-                        "step attempt failed; retrying", metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
-                    try await write([Draft(kind: .stepAttemptFailed, step: name, attempt: attempt, error: recorded)])
-                    guard await engine.sleep(for: delay) else {
-                        try await checkStop()
-                        return
-                    }
+                    let again = try await retry(
+                        name, attempt: attempt, after: recorded, used: used, policy: policy, compensating: false,
+                        logger: stepLogger)
+                    guard again else { return }
                     attempt += 1
                     continue
                 case .needsAttention(let recorded, let cause):
@@ -118,6 +113,31 @@ extension SagaExecution {
                 }
             }
         }
+    }
+
+    /// Carries out a retry verdict, for an action or a compensation alike: counts it, logs the
+    /// failed attempt with its error, and waits out the backoff. Returns `false` when graceful
+    /// shutdown cut the wait short (the run stops; recovery retries later).
+    func retry(
+        _ name: String, attempt: Int, after recorded: RecordedError, used: Int, policy: RetryPolicy,
+        compensating: Bool, logger stepLogger: Logger
+    ) async throws -> Bool {
+        if compensating {
+            engine.metrics.compensationRetry(plan.name, name)
+        } else {
+            engine.metrics.retry(plan.name, name)
+        }
+        let delay = engine.backoff(policy, after: used)
+        stepLogger.info(
+            compensating ? "compensation attempt failed; retrying" : "step attempt failed; retrying",
+            metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
+        let kind: SagaLogRecord.Kind = compensating ? .compensationAttemptFailed : .stepAttemptFailed
+        try await write([Draft(kind: kind, step: name, attempt: attempt, error: recorded)])
+        guard await engine.sleep(for: delay) else {
+            try await checkStop()
+            return false
+        }
+        return true
     }
 
     /// What the engine observed of a failed attempt, in the state machine's terms.
@@ -191,18 +211,10 @@ extension SagaExecution {
                 }
                 switch verdict {
                 case .retry(let recorded, let used):
-                    engine.metrics.compensationRetry(plan.name, name)
-                    let delay = engine.backoff(policy, after: used)
-                    stepLogger.info(
-                        "compensation attempt failed; retrying",
-                        metadata: ["error": "\(recorded)", "backoff": "\(delay)"])
-                    try await write([
-                        Draft(kind: .compensationAttemptFailed, step: name, attempt: attempt, error: recorded)
-                    ])
-                    guard await engine.sleep(for: delay) else {
-                        try await checkStop()
-                        return
-                    }
+                    let again = try await retry(
+                        name, attempt: attempt, after: recorded, used: used, policy: policy, compensating: true,
+                        logger: stepLogger)
+                    guard again else { return }
                     attempt += 1
                     continue
                 case .fail(let recorded), .needsAttention(let recorded, _):
