@@ -159,7 +159,7 @@ struct EngineHoleTests {
             // start's creation record.
             await eventually("the second start attached") {
                 secondReturned.load(ordering: .sequentiallyConsistent)
-                    || (engine.activeRun("s-1")?.state.withLock { $0.acceptWaiters.count } ?? 0) >= 2
+                    || (engine.activeRun("s-1")?.acceptance.waiterCount ?? 0) >= 2
             }
             gate.open()
             let firstError = await #expect(throws: SagaError.self) { _ = try await first.value }
@@ -196,14 +196,14 @@ struct EngineHoleTests {
             await gate.waitUntilSomeoneWaits()
             let waiter = Task { try await engine.handle(for: "w-1", output: Receipt.self).outcome() }
             await eventually("the waiter is parked on the retried run") {
-                (engine.activeRun("w-1")?.state.withLock { $0.waiters.count } ?? 0) >= 1
+                (engine.activeRun("w-1")?.settled.waiterCount ?? 0) >= 1
             }
             let run = try #require(engine.activeRun("w-1"))
             gate.open()
             let error = await #expect(throws: SagaError.self) { try await retry.value }
             #expect(error?.code == .logWriteFailed)
             // Checked before awaiting, so that a regression fails here instead of hanging the suite.
-            let woken = run.state.withLock { $0.result != nil && $0.waiters.isEmpty }
+            let woken = run.settled.isSet && run.settled.waiterCount == 0
             #expect(woken, "the retried run was dropped without waking its waiter")
             guard woken else { return }
             // Woken with the failure; the saga is as last logged, still needing attention.
@@ -309,7 +309,7 @@ struct EngineHoleTests {
             try await resume.value
             let waiter = Task { try await engine.handle(for: "st-1", output: Receipt.self).outcome() }
             await eventually("the waiter is parked on the stale execution") {
-                (engine.activeRun("st-1")?.state.withLock { $0.waiters.count } ?? 0) >= 1
+                (engine.activeRun("st-1")?.settled.waiterCount ?? 0) >= 1
             }
             staleWrite.open()
             let outcome = try await waiter.value

@@ -23,7 +23,7 @@ struct RaceTests {
             // The cancellation must be requested while the first write is held: released earlier, the
             // saga could finish before the cancel call reached it.
             await eventually("the cancellation is requested") {
-                engine.activeRun("c-1")?.state.withLock { $0.cancelRequest != nil } ?? false
+                engine.activeRun("c-1")?.state.withLock { $0.machine.requests.cancellation != nil } ?? false
             }
             store.release()
             _ = try await started
@@ -48,7 +48,7 @@ struct RaceTests {
             await participant.waitForCalls("reserve")
             async let cancelled: Void = engine.cancel(sagaID: "c-2", reason: "customer")
             await eventually("the cancellation is requested") {
-                engine.activeRun("c-2")?.state.withLock { $0.cancelRequest != nil } ?? false
+                engine.activeRun("c-2")?.state.withLock { $0.machine.requests.cancellation != nil } ?? false
             }
             participant.release("reserve")
             await store.waitUntilHeld()
@@ -138,7 +138,7 @@ struct RaceTests {
             // Attaches to the doomed run, and returns once that run learned the saga exists.
             async let b = engine.execute(saga, id: "d-1", input: Order(id: 1))
             await eventually("the second caller attached") {
-                (engine.activeRun("d-1")?.state.withLock { $0.acceptWaiters.count } ?? 0) >= 2
+                (engine.activeRun("d-1")?.acceptance.waiterCount ?? 0) >= 2
             }
             store.release()
             let (outcomeA, outcomeB) = try await (a, b)

@@ -53,11 +53,11 @@ struct SagaDecisionTests {
         let policy = RetryPolicy.exponential(maxAttempts: 2)
         #expect(
             machine.verdict(
-                afterForwardAttempt: 1, of: "reserve", failed: .threw(flaky), policy: policy, siblingFailed: false)
+                afterForwardAttempt: 1, of: "reserve", failed: .threw(flaky), policy: policy)
                 == .retry(flaky, backoffAfter: 1))
         #expect(
             machine.verdict(
-                afterForwardAttempt: 2, of: "reserve", failed: .threw(flaky), policy: policy, siblingFailed: false)
+                afterForwardAttempt: 2, of: "reserve", failed: .threw(flaky), policy: policy)
                 == .fail(flaky))
     }
 
@@ -65,11 +65,13 @@ struct SagaDecisionTests {
         let machine = try machine([(.stepStarted, "reserve", 1)])
         #expect(
             machine.verdict(
-                afterForwardAttempt: 1, of: "reserve", failed: .threw(refused), policy: .default, siblingFailed: false)
+                afterForwardAttempt: 1, of: "reserve", failed: .threw(refused), policy: .default)
                 == .fail(refused))
+        var halted = machine
+        halted.deferAttention(step: "reserve", cause: refused)
+        #expect(halted.requests.groupHalted)
         #expect(
-            machine.verdict(
-                afterForwardAttempt: 1, of: "reserve", failed: .threw(flaky), policy: .default, siblingFailed: true)
+            halted.verdict(afterForwardAttempt: 1, of: "reserve", failed: .threw(flaky), policy: .default)
                 == .fail(flaky))
     }
 
@@ -84,7 +86,7 @@ struct SagaDecisionTests {
         let policy = RetryPolicy.exponential(maxAttempts: 2)
         #expect(
             machine.verdict(
-                afterForwardAttempt: 4, of: "reserve", failed: .threw(flaky), policy: policy, siblingFailed: false)
+                afterForwardAttempt: 4, of: "reserve", failed: .threw(flaky), policy: policy)
                 == .retry(flaky, backoffAfter: 1))
     }
 
@@ -97,11 +99,11 @@ struct SagaDecisionTests {
         #expect(
             machine.verdict(
                 afterForwardAttempt: 1, of: "reserve", failed: .timedOut(.seconds(2), byDeadline: false),
-                policy: .default, siblingFailed: false) == .retry(timeout, backoffAfter: 1))
+                policy: .default) == .retry(timeout, backoffAfter: 1))
         #expect(
             machine.verdict(
                 afterForwardAttempt: 1, of: "reserve", failed: .timedOut(.seconds(1), byDeadline: true),
-                policy: .default, siblingFailed: false) == .fail(SagaStateMachine.deadlineExceeded("reserve")))
+                policy: .default) == .fail(SagaStateMachine.deadlineExceeded("reserve")))
     }
 
     @Test func theDeadlineBindsACompensatableStepWhenItIsNearerThanTheTimeout() throws {
@@ -160,7 +162,7 @@ struct SagaDecisionTests {
             (.stepStarted, "reserve", 1), (.stepSucceeded, "reserve", 1), (.stepStarted, "pay", 1),
         ])
         let verdict = machine.verdict(
-            afterForwardAttempt: 1, of: "pay", failed: .threw(flaky), policy: .noRetries, siblingFailed: false)
+            afterForwardAttempt: 1, of: "pay", failed: .threw(flaky), policy: .noRetries)
         guard case .needsAttention(let logged, let cause) = verdict else {
             Issue.record("expected needs attention, got \(verdict)")
             return
@@ -170,7 +172,7 @@ struct SagaDecisionTests {
         // A definite refusal of the pivot fails it, and the saga compensates.
         #expect(
             machine.verdict(
-                afterForwardAttempt: 1, of: "pay", failed: .threw(refused), policy: .noRetries, siblingFailed: false)
+                afterForwardAttempt: 1, of: "pay", failed: .threw(refused), policy: .noRetries)
                 == .fail(refused))
     }
 
@@ -179,8 +181,8 @@ struct SagaDecisionTests {
         let undecodable = RecordedError(type: "SagaError.undecodablePayload", message: "bad input", isRetryable: false)
         #expect(
             machine.verdict(
-                afterForwardAttempt: 1, of: "reserve", failed: .cannotRun(undecodable), policy: .default,
-                siblingFailed: false) == .needsAttention(logged: undecodable, cause: undecodable))
+                afterForwardAttempt: 1, of: "reserve", failed: .cannotRun(undecodable), policy: .default)
+                == .needsAttention(logged: undecodable, cause: undecodable))
     }
 
     // MARK: Compensations

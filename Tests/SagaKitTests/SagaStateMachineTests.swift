@@ -97,7 +97,7 @@ struct SagaStateMachineTests {
             record(.stepStarted, "charge", attempt: 1), record(.stepSucceeded, "charge", attempt: 1),
             record(.stepStarted, "ship", attempt: 1),
         ] { try machine.apply(r) }
-        #expect(machine.pivotStarted)
+        #expect(machine.pastPointOfNoReturn)
         #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
     }
 
@@ -112,9 +112,9 @@ struct SagaStateMachineTests {
             record(.sagaStarted), record(.stepStarted, "reserve", attempt: 1),
             record(.stepSucceeded, "reserve", attempt: 1),
         ] { try machine.apply(r) }
-        #expect(!machine.pivotStarted)
+        #expect(!machine.pastPointOfNoReturn)
         try machine.apply(record(.stepStarted, "notify", attempt: 1))
-        #expect(machine.pivotStarted, "a started retriable step cannot be undone")
+        #expect(machine.pastPointOfNoReturn, "a started retriable step cannot be undone")
         #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
     }
 
@@ -125,7 +125,7 @@ struct SagaStateMachineTests {
             record(.stepFailed, "reserve", attempt: 1),
             record(.compensationStarted, "reserve", attempt: 1), record(.compensationFailed, "reserve", attempt: 1),
         ] { try machine.apply(r) }
-        #expect(machine.nextAction() == .raiseAttention(step: "reserve"))
+        #expect(machine.nextAction() == .raiseAttention(step: "reserve", cause: machine.step("reserve").lastError))
         try machine.apply(record(.sagaNeedsAttention, "reserve"))
         #expect(machine.nextAction() == SagaStateMachine.Action.none)
         try machine.apply(record(.operatorRetried))

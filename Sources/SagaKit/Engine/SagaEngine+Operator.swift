@@ -72,13 +72,14 @@ extension SagaEngine {
         guard let summary = try await store.summary(of: sagaID) else {
             throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
         }
-        // The records, not the summary read before them, say where the saga stands: a saga needs
-        // attention exactly while its last record is saga.needs_attention (only an operator action
-        // may follow it). Appending at the next sequence is then a compare-and-set: a record anyone
-        // appended since this read takes that sequence, and the store refuses a second one.
+        // The records, not the summary read before them, say where the saga stands; the state
+        // machine decides from them, and its record's sequence makes the append a compare-and-set.
         let records = try await store.records(of: sagaID)
         let planted = configuration.plantedBug == .resolveWithoutCompareAndSet && summary.status == .needsAttention
-        guard let last = records.last, last.kind == .sagaNeedsAttention || planted else {
+        guard
+            let resolution = SagaStateMachine.resolution(
+                of: sagaID, records: records, note: note, at: configuration.clock.now(), checked: !planted)
+        else {
             let now =
                 summary.status == .needsAttention
                 ? "no longer waiting for attention (a retry or another engine wrote it meanwhile)" : "\(summary.status)"
@@ -91,15 +92,11 @@ extension SagaEngine {
                 .invalidOperatorAction, sagaID: sagaID,
                 message: "saga '\(sagaID)' started running meanwhile; only a saga that needs attention can be resolved")
         }
-        let record = SagaLogRecord(
-            sagaID: sagaID, sequence: last.sequence + 1, timestamp: configuration.clock.now(),
-            kind: .operatorResolved, note: note
-        )
         do {
             try await store.append(
                 SagaLogAppend(
-                    sagaID: sagaID, records: [record], status: .resolved,
-                    lastError: SagaCause.folding(records).error ?? summary.lastError))
+                    sagaID: sagaID, records: [resolution.record], status: .resolved,
+                    lastError: resolution.lastError ?? summary.lastError))
         } catch let error as SagaStoreError where error.code == .duplicateRecord {
             throw SagaError(
                 .invalidOperatorAction, sagaID: sagaID,

@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 import Instrumentation
 public import Logging
 public import ServiceLifecycle
@@ -41,11 +41,8 @@ public final class SagaEngine: Service, Sendable {
         var isRunning = false
         var hasRun = false
         var isShuttingDown = false
-        var shutdownWaiters: [UUID: CheckedContinuation<Void, Never>] = [:]
         var queued: [Job] = []
         var jobs: AsyncStream<Job>.Continuation?
-        var recoveryComplete = false
-        var recoveryWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     enum Admission { case attach(SagaExecution), created(SagaExecution), shuttingDown }
@@ -57,6 +54,10 @@ public final class SagaEngine: Service, Sendable {
 
     let registry = Mutex(Registry())
     let runtime = Mutex(Runtime())
+    /// Set once ``run()`` has loaded the log (or has ended).
+    let recovered = OneShot<Void>()
+    /// Set once graceful shutdown has begun (or ``run()`` has ended).
+    let shutdown = OneShot<Void>()
     let jitter: Mutex<any RandomNumberGenerator & Sendable>
     let limiter: AsyncLimiter
 
@@ -264,281 +265,9 @@ public final class SagaEngine: Service, Sendable {
 
     var isShuttingDown: Bool { runtime.withLock { $0.isShuttingDown } }
 
-    // MARK: Outcomes
-
-    func settlement(of sagaID: String) async throws -> SagaSettlement {
-        if let run = activeRun(sagaID) {
-            do {
-                return try await run.settlement()
-            } catch let superseded as RunSuperseded {
-                // The log has moved past the run (it duplicated a logged saga, or was loaded from
-                // records another execution has written after): make sure the saga runs, then look
-                // it up again, once.
-                await waitForRecovery()
-                if activeRun(sagaID) == nil, runtime.withLock({ $0.isRunning && !$0.isShuttingDown }) {
-                    try? await resume(sagaID: sagaID)
-                }
-                if let run = activeRun(sagaID) {
-                    do {
-                        return try await run.settlement()
-                    } catch let again as RunSuperseded {
-                        throw again.fallback ?? superseded.fallback
-                            ?? SagaError(
-                                .logWriteFailed, sagaID: sagaID,
-                                message: "another engine is writing saga '\(sagaID)'; this engine stops running it")
-                    }
-                }
-                if let fallback = superseded.fallback,
-                    try await store.summary(of: sagaID).map({ $0.status.isActive }) ?? false
-                {
-                    throw fallback
-                }
-            }
-        }
-        guard let summary = try await store.summary(of: sagaID) else {
-            throw SagaError(.unknownSaga, sagaID: sagaID, message: "no saga with id '\(sagaID)' is in the log")
-        }
-        if summary.status.isActive {
-            await waitForRecovery()
-            if let run = activeRun(sagaID) { return try await run.settlement() }
-            if let stranded = runtime.withLock({ $0.stranded[sagaID] }) {
-                throw SagaError(stranded.code, sagaID: sagaID, message: stranded.message)
-            }
-            let stopped = runtime.withLock { $0.hasRun && !$0.isRunning || $0.isShuttingDown }
-            let how =
-                stopped
-                ? "this engine has stopped; it resumes when a new engine over this log runs (its run() recovers every unfinished saga)"
-                : "it resumes when an engine recovers it, or with resume(sagaID:) on this engine"
-            throw SagaError(
-                .interrupted, sagaID: sagaID,
-                message: "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; \(how)")
-        }
-        return Self.settlement(summary: summary, records: try await store.records(of: sagaID))
-    }
-
-    /// A settled saga's outcome rebuilt from its log, by the rule the live run follows (``SagaCause``),
-    /// so the answer is the same live, later, and in another engine.
-    static func settlement(summary: SagaSummary, records: [SagaLogRecord]) -> SagaSettlement {
-        let cause = SagaCause.folding(records)
-        var settlement = SagaSettlement(
-            status: summary.status, cause: cause.error ?? summary.lastError, causeStep: cause.step)
-        for record in records.reversed() {
-            switch record.kind {
-            case .sagaCompleted where settlement.output == nil: settlement.output = record.payload
-            case .operatorResolved where settlement.note == nil: settlement.note = record.note
-            default: break
-            }
-        }
-        return settlement
-    }
-
-    func decodeOutcome<Output: Codable & Sendable>(_ settlement: SagaSettlement, as type: Output.Type) throws
-        -> SagaOutcome<Output>
-    {
-        let failure = SagaFailure(
-            step: settlement.causeStep,
-            cause: settlement.cause
-                ?? RecordedError(type: "SagaKit.Unknown", message: "no cause was recorded", isRetryable: false)
-        )
-        switch settlement.status {
-        case .completed:
-            return .completed(
-                try PayloadCodec.decode(Output.self, from: settlement.output ?? Data(), what: "saga output"))
-        case .compensated: return .compensated(failure)
-        case .needsAttention: return .needsAttention(failure)
-        case .resolved: return .resolved(note: settlement.note)
-        default:
-            throw SagaError(.interrupted, message: "the saga is still \(settlement.status)")
-        }
-    }
-
-    // MARK: Service
-
-    /// Recovers unfinished sagas, then executes sagas until graceful shutdown or cancellation.
-    ///
-    /// On graceful shutdown the engine accepts no new sagas and lets running sagas reach their next
-    /// durable boundary (the outcome of the step in flight is logged), then returns. On cancellation
-    /// it stops at once; either way, unfinished sagas resume from the log on the next start.
-    ///
-    /// - Throws: A ``SagaStoreError`` if the log cannot be read for recovery, or ``SagaError`` with
-    ///   ``SagaError/Code/invalidOperatorAction`` if this engine has run before (an engine runs once).
-    public func run() async throws {
-        let (stream, continuation) = AsyncStream<Job>.makeStream()
-        let queued: [Job] = try runtime.withLock { runtime in
-            guard !runtime.hasRun else {
-                throw SagaError(
-                    .invalidOperatorAction, message: "a SagaEngine runs once; create a new engine to run again")
-            }
-            runtime.hasRun = true
-            runtime.isRunning = true
-            runtime.jobs = continuation
-            defer { runtime.queued = [] }
-            return runtime.queued
-        }
-        defer {
-            finishRecovery()
-            let abandoned = runtime.withLock { runtime -> [SagaExecution] in
-                runtime.isRunning = false
-                runtime.isShuttingDown = true
-                runtime.jobs = nil
-                let left = Array(runtime.active.values)
-                runtime.active = [:]
-                return left
-            }
-            for run in abandoned {
-                run.interrupt(
-                    SagaError(
-                        .interrupted, sagaID: run.id,
-                        message:
-                            "the saga engine stopped before saga '\(run.id)' finished; it resumes from the log on the next start"
-                    ))
-            }
-        }
-        for job in queued { continuation.yield(job) }
-
-        try await withGracefulShutdownHandler {
-            try await self.recover()
-            self.finishRecovery()
-            await withDiscardingTaskGroup { group in
-                for await job in stream {
-                    guard await self.limiter.acquire() else { break }
-                    group.addTask {
-                        defer { self.limiter.release() }
-                        switch job {
-                        case .execute(let execution): await execution.drive()
-                        case .load(let id): await self.load(id)
-                        }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            self.beginShutdown()
-        }
-    }
-
-    func finishRecovery() {
-        let waiters = runtime.withLock { runtime -> [CheckedContinuation<Void, Never>] in
-            runtime.recoveryComplete = true
-            defer { runtime.recoveryWaiters = [] }
-            return runtime.recoveryWaiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Suspends until the engine has loaded the log (``run()`` has recovered, or has ended), so a
-    /// saga about to be resumed is found in the registry.
-    func waitForRecovery() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = runtime.withLock { runtime -> Bool in
-                if runtime.recoveryComplete { return true }
-                runtime.recoveryWaiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
-        }
-    }
-
-    func beginShutdown() {
-        let (waiters, jobs) = runtime.withLock { runtime in
-            runtime.isShuttingDown = true
-            defer { runtime.shutdownWaiters = [:] }
-            return (Array(runtime.shutdownWaiters.values), runtime.jobs)
-        }
-        logger.info("saga engine shutting down gracefully")
-        jobs?.finish()
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Suspends until graceful shutdown begins (returns at once if it has).
-    func waitForShutdown() async {
-        let id = UUID()
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = runtime.withLock { runtime -> Bool in
-                    if runtime.isShuttingDown || Task.isCancelled { return true }
-                    runtime.shutdownWaiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = runtime.withLock { $0.shutdownWaiters.removeValue(forKey: id) }
-            waiter?.resume()
-        }
-    }
-
-    /// Sleeps on the engine's clock; returns `false` if graceful shutdown or cancellation cut it short.
-    func sleep(for duration: Duration) async -> Bool {
-        if duration <= .zero { return !isShuttingDown && !Task.isCancelled }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    try await self.configuration.clock.sleep(for: duration)
-                    return true
-                } catch { return false }
-            }
-            group.addTask {
-                await self.waitForShutdown()
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-    }
-
     var tracer: any Tracer { configuration.tracer ?? InstrumentationSystem.tracer }
 
     func backoff(_ policy: RetryPolicy, after attempt: Int) -> Duration {
         jitter.withLock { generator in policy.backoff(after: attempt, using: &generator) }
-    }
-}
-
-/// A saga recovery had to leave alone, and why.
-public struct StrandedSaga: Hashable, Sendable {
-    /// The saga's id.
-    public var id: String
-    /// Its definition's name.
-    public var name: String
-    /// The fingerprint it was started with.
-    public var fingerprint: String
-    /// Why it was left (definition not registered, fingerprint mismatch, corrupt history).
-    public var code: SagaError.Code
-    /// A sentence saying what to do.
-    public var message: String
-}
-
-/// A definition with its types erased: what the engine needs to run and recover sagas.
-package struct ErasedDefinition: Sendable {
-    package let plan: SagaPlan
-    package let decodeInput: @Sendable (Data) throws -> any Sendable
-    package let makeOutput: @Sendable (_ sagaID: String, _ input: any Sendable, StepOutputs) throws -> Data
-
-    package init<Input, Output>(_ definition: SagaDefinition<Input, Output>) throws(SagaDefinitionError) {
-        let plan = definition.plan
-        try plan.validate()
-        self.plan = plan
-        self.decodeInput = { data in try PayloadCodec.decode(Input.self, from: data, what: "saga input") }
-        let result = definition.result
-        self.makeOutput = { sagaID, input, outputs in
-            guard let typed = input as? Input else {
-                throw SagaError(.undecodablePayload, sagaID: sagaID, message: "saga input is not a \(Input.self)")
-            }
-            return try PayloadCodec.encode(
-                try result(SagaResultContext(sagaID: sagaID, input: typed, outputs: outputs)))
-        }
-    }
-}
-
-/// SplitMix64: a small seeded generator for reproducible jitter (and reproducible test data).
-package struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    package init(seed: UInt64) { state = seed }
-    package mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -36,28 +36,23 @@ final class SagaExecution: Sendable {
     let deadline: Date?
 
     struct State {
+        /// The saga's state and the requests made of this execution (stop, cancel, attention).
         var machine: SagaStateMachine
         /// Outcome records deferred so they commit together with the next intent.
         var pending: [SagaLogRecord] = []
         /// Set until the saga's first append is durable.
         var creation: SagaCreation?
-        var accepted: Result<Void, any Error>?
-        var acceptWaiters: [CheckedContinuation<Void, any Error>] = []
-        var result: Result<SagaSettlement, any Error>?
-        var waiters: [CheckedContinuation<SagaSettlement, any Error>] = []
         var input: (any Sendable)?
-        /// A sibling failed for good: no new forward attempts in this group.
-        var stopForward = false
-        /// An operator asked to cancel: no new forward attempts; the run logs the cancellation at its
-        /// next boundary, then resumes the waiting operators.
-        var cancelRequest: (reason: String, waiters: [CheckedContinuation<Void, any Error>])?
-        /// A step cannot run for want of a decodable payload: the run raises attention once the
-        /// step's group has finished.
-        var attention: (step: String, cause: RecordedError)?
+        /// The operators waiting for the machine's pending cancellation to be logged or answered.
+        var cancellation: OneShot<Void>?
         var recovered = false
     }
 
     let state: Mutex<State>
+    /// Settles once the saga's first record is durable (or it cannot be written).
+    let acceptance = OneShot<Void>()
+    /// Settles with the saga's outcome, or with why this execution stopped before it.
+    let settled = OneShot<SagaSettlement>()
 
     var plan: SagaPlan { definition.plan }
 
@@ -92,9 +87,9 @@ final class SagaExecution: Sendable {
         self.logger = Self.logger(engine.logger, id: machine.sagaID, name: definition.plan.name)
         self.deadline = machine.metadata[Self.deadlineKey].flatMap(Double.init).map(Date.init(timeIntervalSince1970:))
         var state = State(machine: machine)
-        state.accepted = .success(())
         state.recovered = true
         self.state = Mutex(state)
+        acceptance.succeed()
     }
 
     static func logger(_ base: Logger, id: String, name: String) -> Logger {
@@ -165,8 +160,7 @@ final class SagaExecution: Sendable {
             let input = try definition.decodeInput(data)
             state.withLock { $0.input = input }
         } catch {
-            let cause = RecordedError(error)
-            try await write([Draft(kind: .sagaNeedsAttention, error: cause)])
+            state.withLock { $0.machine.deferAttention(step: nil, cause: RecordedError(error)) }
         }
     }
 
@@ -181,7 +175,6 @@ final class SagaExecution: Sendable {
     func loop(span: any Span) async throws {
         while true {
             try await checkStop()
-            try await handleRequests()
             let action = state.withLock { $0.machine.nextAction() }
             switch action {
             case .advance(let group, let steps):
@@ -200,9 +193,12 @@ final class SagaExecution: Sendable {
                                 "step '\(step)' was logged as started with no outcome, and its policy is to compensate",
                             isRetryable: false))
                 ])
-            case .raiseAttention(let step):
-                let cause = state.withLock { $0.machine.step(step).lastError }
+            case .raiseAttention(let step, let cause):
                 try await write([Draft(kind: .sagaNeedsAttention, step: step, error: cause)])
+            case .logCancellation(let reason):
+                try await logCancellation(reason: reason)
+            case .answerMootCancellation(let compensating):
+                answerMootCancellation(compensating: compensating)
             case .complete:
                 let (input, outputs) = state.withLock { ($0.input, $0.machine.outputs) }
                 do {
@@ -254,11 +250,11 @@ final class SagaExecution: Sendable {
 
     func runGroup(group: Int, steps: [String], span: any Span, compensating: Bool) async throws {
         let parallel = plan.groups[group].isParallel && steps.count > 1
+        state.withLock { $0.machine.beginGroup() }
         if !parallel, let step = steps.first, steps.count == 1 {
             try await runStep(step, deferOutcome: true, span: span, compensating: compensating)
             return
         }
-        state.withLock { $0.stopForward = false }
         // Outcomes held back for the next intent must be durable before any sibling is called;
         // siblings' intents commit independently.
         try await flush()
@@ -273,11 +269,7 @@ final class SagaExecution: Sendable {
     }
 
     func runStep(_ name: String, deferOutcome: Bool, span: any Span, compensating: Bool) async throws {
-        if compensating {
-            try await compensate(name, deferOutcome: deferOutcome, span: span)
-        } else {
-            try await forward(name, deferOutcome: deferOutcome, span: span)
-        }
+        try await runAttempts(
+            name, side: compensating ? .compensation : .action, deferOutcome: deferOutcome, span: span)
     }
-
 }

@@ -42,8 +42,15 @@ package struct SagaStateMachine: Sendable {
         case abandonUnknownOutcome(step: String)
         /// Compensate these started steps of group `group`, in parallel.
         case compensate(group: Int, steps: [String])
-        /// A step after the pivot, or a compensation, failed for good: log that the saga needs attention.
-        case raiseAttention(step: String)
+        /// A step after the pivot, or a compensation, failed for good, or a step cannot go on: log
+        /// that the saga needs attention because of `cause` (`step` is `nil` for the saga's input).
+        case raiseAttention(step: String?, cause: RecordedError?)
+        /// An operator's cancellation is pending and the saga can still be cancelled: log it.
+        case logCancellation(reason: String)
+        /// An operator's cancellation is pending but the saga moved on first: answer the operator.
+        /// `compensating`: a step failed for good, so the saga undoes its steps anyway (the request
+        /// is met); otherwise it passed its point of no return (the request is refused).
+        case answerMootCancellation(compensating: Bool)
         /// Every step succeeded: log the saga completed.
         case complete
         /// Every started compensatable step is compensated: log the saga compensated.
@@ -70,6 +77,8 @@ package struct SagaStateMachine: Sendable {
     /// The phase an operator retry returns to.
     package private(set) var phaseBeforeAttention: Phase = .forward
     package private(set) var nextSequence = 1
+    /// What the execution has been asked to do that is not in the log yet (see ``Requests``).
+    package internal(set) var requests = Requests()
 
     package init(plan: SagaPlan, sagaID: String) {
         self.plan = plan
@@ -94,8 +103,8 @@ package struct SagaStateMachine: Sendable {
     }
 
     /// Whether a step that cannot be compensated (the pivot, or a retriable step) has started:
-    /// past this point the saga can only go forward.
-    package var pivotStarted: Bool {
+    /// past this point of no return the saga can only go forward.
+    package var pastPointOfNoReturn: Bool {
         plan.groups.lazy.flatMap(\.steps).contains { $0.kind != .compensatable && (steps[$0.name]?.attempts ?? 0) > 0 }
     }
 
@@ -248,7 +257,7 @@ package struct SagaStateMachine: Sendable {
             resolutionNote = record.note
 
         case .operatorCancelled:
-            guard phase == .forward, !pivotStarted else {
+            guard phase == .forward, !pastPointOfNoReturn else {
                 throw illegal("only a saga before its pivot can be cancelled")
             }
             phase = .compensating
@@ -257,20 +266,22 @@ package struct SagaStateMachine: Sendable {
             throw illegal("unknown record kind '\(record.kind)'")
         }
         causeOfOutcome.apply(record)
+        settleRequests(after: record)
         nextSequence = record.sequence + 1
     }
 
     // MARK: Decisions
 
-    /// What the engine should do next, given everything logged so far.
+    /// What the engine should do next, given everything logged so far and the pending requests.
     package func nextAction() -> Action {
+        if let requested = nextRequestedAction() { return requested }
         switch phase {
         case .forward:
             for (index, group) in plan.groups.enumerated() {
                 let pending = group.steps.filter { step($0.name).status != .succeeded }
                 if pending.isEmpty { continue }
                 if let failed = pending.first(where: { step($0.name).status == .failed }) {
-                    return .raiseAttention(step: failed.name)
+                    return .raiseAttention(step: failed.name, cause: step(failed.name).lastError)
                 }
                 if let unknown = pending.first(where: {
                     step($0.name).status == .started && $0.options.onUnknownOutcome == .compensate
@@ -282,7 +293,7 @@ package struct SagaStateMachine: Sendable {
             return .complete
         case .compensating:
             if let failed = plan.groups.flatMap(\.steps).first(where: { step($0.name).compensation == .failed }) {
-                return .raiseAttention(step: failed.name)
+                return .raiseAttention(step: failed.name, cause: step(failed.name).lastError)
             }
             for index in plan.groups.indices.reversed() {
                 let need = stepsNeedingCompensation(in: index..<(index + 1))

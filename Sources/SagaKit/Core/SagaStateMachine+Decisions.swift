@@ -57,8 +57,8 @@ extension SagaStateMachine {
     package func limit(forNextAttemptOf name: String, deadline: Date?, now: Date) -> AttemptLimit {
         guard let step = plan.stepsByName[name] else { return .attempt(limit: nil, byDeadline: false) }
         let timeout = step.options.timeout
-        let pivotStarted = step.kind == .pivot && self.step(name).attempts > 0
-        guard let deadline, step.kind != .retriable, !pivotStarted else {
+        let pivotAttempted = step.kind == .pivot && self.step(name).attempts > 0
+        guard let deadline, step.kind != .retriable, !pivotAttempted else {
             return .attempt(limit: timeout, byDeadline: false)
         }
         let left = deadline.timeIntervalSince(now)
@@ -75,13 +75,12 @@ extension SagaStateMachine {
     /// - A step that cannot run needs attention.
     /// - A timeout is retryable, unless the saga's deadline set the limit (then the deadline passed).
     /// - A retryable failure is retried while the step's budget (counted from the last operator
-    ///   retry) allows and no sibling has failed for good (`siblingFailed`).
+    ///   retry) allows and no sibling has failed for good (``Requests/groupHalted``).
     /// - A pivot whose retries ran out without a definite answer may have taken effect: compensating
     ///   would be wrong, so the saga needs attention.
     /// - Anything else fails the step for good.
     package func verdict(
-        afterForwardAttempt attempt: Int, of name: String, failed failure: AttemptFailure, policy: RetryPolicy,
-        siblingFailed: Bool
+        afterForwardAttempt attempt: Int, of name: String, failed failure: AttemptFailure, policy: RetryPolicy
     ) -> AttemptVerdict {
         let recorded: RecordedError
         switch failure {
@@ -95,7 +94,7 @@ extension SagaStateMachine {
             recorded = Self.timeoutError(limit)
         }
         let used = attempt - step(name).retryBase
-        if recorded.isRetryable, !siblingFailed, policy.allowsAttempt(after: used) {
+        if recorded.isRetryable, !requests.groupHalted, policy.allowsAttempt(after: used) {
             return .retry(recorded, backoffAfter: used)
         }
         if plan.stepsByName[name]?.kind == .pivot, recorded.isRetryable {
