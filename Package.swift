@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SagaKit", targets: ["SagaKit"]),
         .library(name: "SagaKitSQLite", targets: ["SagaKitSQLite"]),
         .library(name: "SagaKitTesting", targets: ["SagaKitTesting"]),
+        .library(name: "SQLiteGroupCommit", targets: ["SQLiteGroupCommit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -43,9 +44,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "SQLiteGroupCommit",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift")
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "SagaKitSQLite",
             dependencies: [
                 "SagaKit",
+                "SQLiteGroupCommit",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -74,17 +83,29 @@ let package = Package(
             name: "ShopServices",
             dependencies: [
                 "SagaKit",
+                "SQLiteGroupCommit",  // the services' own databases
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Examples/Shop/Sources/ShopServices",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "ShopDemo",
+            dependencies: [
+                "ShopServices",
+                "SagaKit",
                 "SagaKitSQLite",
                 "SagaKitTesting",  // CrashSwitch, for the demo's --crash-at points
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Examples/Shop/Sources/ShopServices",
+            path: "Examples/Shop/Sources/ShopDemo",
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "saga-demo",
             dependencies: [
+                "ShopDemo",
                 "ShopServices",
                 "SagaKit",
                 "SagaKitSQLite",
@@ -98,6 +119,7 @@ let package = Package(
             dependencies: [
                 "SagaKit",
                 "SagaKitSQLite",
+                "ShopDemo",
                 "ShopServices",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,11 +161,13 @@ let package = Package(
         .testTarget(
             name: "ShopTests",
             dependencies: [
+                "ShopDemo",
                 "ShopServices",
                 "SagaKit",
                 "SagaKitSQLite",
                 "SagaKitTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             path: "Examples/Shop/Tests/ShopTests",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the DocC documentation of SagaKit, SagaKitSQLite and SagaKitTesting with the toolchain's
-# `docc`, treating every DocC warning (an unresolved symbol or <doc:…> link, a documented parameter
+# Builds the DocC documentation of SQLiteGroupCommit, SagaKit, SagaKitSQLite and SagaKitTesting with the
+# toolchain's `docc`, treating every DocC warning (an unresolved symbol or <doc:…> link, a documented parameter
 # that does not exist, …) as an error.
 #
 # For each target it builds the target with compiler-emitted symbol graphs, keeps only that module's
@@ -13,7 +13,7 @@
 #   SCRATCH=.build-mine scripts/build-docs.sh    # another scratch path
 #   DOCC=/path/to/docc scripts/build-docs.sh     # another docc
 #
-# The archives go to <scratch>/docs/<Target>.doccarchive. The three builds share the same compiler
+# The archives go to <scratch>/docs/<Target>.doccarchive. The four builds share the same compiler
 # flags, so they share one set of build products: after the first target, the others build only what
 # they add. Use a scratch path of its own (the default does): the symbol-graph flags differ from a
 # plain `swift build`, which would otherwise rebuild everything after this script, and vice versa.
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scratch=${SCRATCH:-.build-docs}
-targets=(SagaKit SagaKitSQLite SagaKitTesting)
+targets=(SQLiteGroupCommit SagaKit SagaKitSQLite SagaKitTesting)
 
 fail() {
     printf 'build-docs: %s\n' "$*" >&2

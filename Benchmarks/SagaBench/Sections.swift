@@ -163,7 +163,7 @@ func generateFinishedLog(path: String, events: Int) async throws -> Int {
                         (4, 'step.started', 'create-order', 1, NULL),
                         (5, 'step.succeeded', 'create-order', 1, '{"deductionKey":"h/deduct-stock","orderID":7,"orderKey":"h/create-order","product":"tea","quantity":2,"user":7}'),
                         (6, 'saga.completed', NULL, NULL, '{"deductionKey":"h/deduct-stock","orderID":7,"orderKey":"h/create-order","product":"tea","quantity":2,"user":7}'))
-                    INSERT INTO sagakit_events (saga_id, seq, at, kind, step, attempt, payload, error, note, metadata)
+                    INSERT INTO sagakit_records (saga_id, seq, at, kind, step, attempt, payload, error, note, metadata)
                     SELECT printf('h%09d', i), seq, ? + i * 0.0001, kind, step, attempt, CAST(payload AS BLOB), NULL, NULL,
                            CASE WHEN seq = 1 THEN '{}' ELSE NULL END
                     FROM n, k ORDER BY 1, 2

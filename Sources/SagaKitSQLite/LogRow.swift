@@ -2,18 +2,18 @@ import Foundation
 import GRDB
 import SagaKit
 
-/// How saga rows and records map to the columns of `sagakit_sagas` and `sagakit_events`.
+/// How saga rows and records map to the columns of `sagakit_sagas` and `sagakit_records`.
 ///
 /// Times are stored as seconds since 1970 (`REAL`), so `datetime(at, 'unixepoch')` reads them;
 /// errors and metadata as JSON text, `NULL` when absent or empty.
 enum LogRow {
     static let sagaColumns = "id, name, fingerprint, status, created_at, updated_at, last_error"
-    private static let eventColumnNames = [
+    private static let recordColumnNames = [
         "saga_id", "seq", "at", "kind", "step", "attempt", "payload", "error", "note", "metadata",
     ]
-    static let eventColumns = eventColumnNames.joined(separator: ", ")
+    static let recordColumns = recordColumnNames.joined(separator: ", ")
     /// The event columns qualified by the alias `e`, for joins.
-    static let qualifiedEventColumns = eventColumnNames.map { "e." + $0 }.joined(separator: ", ")
+    static let qualifiedEventColumns = recordColumnNames.map { "e." + $0 }.joined(separator: ", ")
 
     static func summary(_ row: Row, _ decoder: JSONDecoder) throws -> SagaSummary {
         let id = try row.decode(String.self, atIndex: 0)

@@ -1,30 +1,27 @@
 public import Foundation
 import GRDB
 import Logging
+import SQLiteGroupCommit
 public import SagaKit
 import Synchronization
 
 // MARK: - Group commit
 //
-// `append` and `appendAfterLocalWork` put their write and a continuation in `writer.queue`. The first
-// write to find no drain in flight schedules one on GRDB's serial writer queue. A drain takes every
-// queued write, applies each inside its own SAVEPOINT of one IMMEDIATE transaction, commits, resumes
-// the callers, and loops until the queue is empty. A lone write is therefore committed at once; writes
-// that arrive during a commit share the next one.
+// `append` and `appendAfterLocalWork` put their write and a continuation in `groupCommit`, the
+// package's one group-commit queue (`GroupCommitQueue`, in SQLiteGroupCommit, which
+// `SQLiteGroupCommitWriter` uses too). The first write to find no drain in flight schedules one on
+// GRDB's serial writer queue. A drain takes every queued write, applies each inside its own SAVEPOINT
+// of one IMMEDIATE transaction, commits, resumes the callers, and loops until the queue is empty. A
+// lone write is therefore committed at once; writes that arrive during a commit share the next one.
 //
 // Failure isolation: a write that fails (duplicate id or record, a local step's body throwing, a full
 // database) is rolled back to its savepoint and fails alone. If the transaction as a whole is lost
 // (BEGIN or COMMIT fails, or SQLite rolled it back), each plain append is retried in a transaction of
 // its own; a local step whose work already ran fails instead, because its append was built once from
 // that work's result.
-
-/// The group-commit queue, guarded by `SQLiteSagaStore.writer`.
-struct WriterState {
-    var queue: [PendingWrite] = []
-    var isDraining = false
-    var isClosed = false
-    var markFailureLogged = false
-}
+//
+// The queue does the queueing, batching, savepoints and retrying; `LogCommitter` below adds what is
+// the log's: how an append is written, the commit counter and mark, the error mapping and the warning.
 
 /// One caller waiting for its write to commit.
 struct PendingWrite: Sendable {
@@ -64,17 +61,6 @@ final class AppendBuilder: @unchecked Sendable {
 /// A local step body's own error, kept apart from the store's so it reaches the caller unchanged.
 private struct LocalBodyFailure: Error {
     let error: any Error
-}
-
-/// How one write of a batch went before the commit.
-private enum WriteOutcome {
-    case notRun
-    case written(Data)
-    case failed(any Error)
-
-    var isWritten: Bool {
-        if case .written = self { true } else { false }
-    }
 }
 
 extension SQLiteSagaStore {
@@ -130,163 +116,24 @@ extension SQLiteSagaStore {
     private func enqueue(_ work: PendingWrite.Work) async throws -> Data {
         try await withCheckedThrowingContinuation { continuation in
             let pending = PendingWrite(work: work, continuation: continuation)
-            let accepted = writer.withLock { state in
-                guard !state.isClosed else { return false }
-                state.queue.append(pending)
-                if !state.isDraining {
-                    state.isDraining = true
-                    // Scheduled under the lock so that `close()` finds it queued before its own barrier.
-                    pool.asyncWriteWithoutTransaction { db in self.drain(db) }
-                }
-                return true
-            }
-            if !accepted {
+            // The queue schedules its drain under its lock, so that `close()` finds it queued before its
+            // own barrier.
+            if !groupCommit.enqueue(pending, for: LogCommitter(store: self)) {
                 pending.finish(.failure(closedError()))
             }
         }
     }
 
-    /// Commits batches until the queue is empty. Runs on the writer queue.
-    private func drain(_ db: Database) {
-        let encoder = LogRow.makeEncoder()
-        while true {
-            let batch = writer.withLock { state in
-                var batch: [PendingWrite] = []
-                swap(&batch, &state.queue)
-                if batch.isEmpty { state.isDraining = false }
-                return batch
-            }
-            if batch.isEmpty { return }
-            commit(batch, db, encoder)
-        }
-    }
-
-    /// Writes a batch in one transaction and resumes every caller, retrying appends alone if the
-    /// transaction is lost.
-    private func commit(_ batch: [PendingWrite], _ db: Database, _ encoder: JSONEncoder) {
-        var outcomes = [WriteOutcome](repeating: .notRun, count: batch.count)
-        guard let failure = transact(batch, db, encoder, &outcomes) else {
-            committedBatches.add(1, ordering: .relaxed)
-            for (pending, outcome) in zip(batch, outcomes) {
-                switch outcome {
-                case .written(let output): pending.finish(.success(output))
-                case .failed(let error): pending.finish(.failure(error))
-                case .notRun:
-                    pending.finish(.failure(SagaStoreError(.io, path: path, message: "an append was skipped")))
-                }
-            }
-            return
-        }
-        let error = storeError(failure, doing: "committing \(batch.count) append(s)")
-        let retry = batch.count > 1 && error.code != .locked
-        if retry {
-            logger.warning(
-                "group commit failed; retrying its appends one transaction each",
-                metadata: ["path": "\(path)", "error": "\(error)", "appends": "\(batch.count)"]
-            )
-        }
-        for (pending, outcome) in zip(batch, outcomes) {
-            switch (outcome, pending.work) {
-            case (.failed(let own), _):
-                pending.finish(.failure(own))
-            case (.written, .local):
-                // The engine built its append from this run of the work; it cannot be rebuilt.
-                pending.finish(.failure(error))
-            case (.written, .append), (.notRun, _):
-                if retry {
-                    commit([pending], db, encoder)
-                } else {
-                    pending.finish(.failure(error))
-                }
-            }
-        }
-    }
-
-    /// Runs one transaction over the batch, each write in its own savepoint. Returns `nil` when it
-    /// committed, or the error that rolled the whole transaction back.
-    private func transact(
-        _ batch: [PendingWrite],
-        _ db: Database,
-        _ encoder: JSONEncoder,
-        _ outcomes: inout [WriteOutcome]
-    ) -> (any Error)? {
-        do {
-            try db.beginTransaction(.immediate)
-        } catch {
-            return error
-        }
-        for index in batch.indices {
-            do {
-                try db.cachedStatement(sql: "SAVEPOINT sagakit_append").execute()
-                outcomes[index] = .written(try write(batch[index].work, db, encoder))
-                try db.cachedStatement(sql: "RELEASE SAVEPOINT sagakit_append").execute()
-            } catch {
-                outcomes[index] = .failed(
-                    (error as? LocalBodyFailure)?.error
-                        ?? storeError(error, doing: "appending to saga '\(batch[index].sagaID)'")
-                )
-                guard db.isInsideTransaction else {
-                    // SQLite rolled the transaction back (a full disk, an I/O error).
-                    return error
-                }
-                do {
-                    try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT sagakit_append").execute()
-                    try db.cachedStatement(sql: "RELEASE SAVEPOINT sagakit_append").execute()
-                } catch {
-                    try? db.rollback()
-                    return error
-                }
-            }
-        }
-        // Count the commit in the database, in the same transaction: the counter the opening store
-        // compares with the commit mark. A batch whose every write failed commits nothing to count.
-        let counter = commitCounter.load(ordering: .relaxed) + 1
-        if outcomes.contains(where: \.isWritten) {
-            do {
-                let bump = try db.cachedStatement(sql: "UPDATE sagakit_meta SET value = ? WHERE key = ?")
-                bump.setUncheckedArguments([counter, Self.commitCounterKey])
-                try bump.execute()
-                if db.changesCount == 0 {
-                    try db.execute(
-                        sql: "INSERT INTO sagakit_meta (key, value) VALUES (?, ?)",
-                        arguments: [Self.commitCounterKey, counter])
-                }
-            } catch {
-                if db.isInsideTransaction { try? db.rollback() }
-                return error
-            }
-        }
-        do {
-            try db.commit()
-        } catch {
-            try? db.rollback()
-            return error
-        }
-        if outcomes.contains(where: \.isWritten) {
-            commitCounter.store(counter, ordering: .relaxed)
-            // After the commit, which `synchronous = FULL` made durable: the mark is never ahead of
-            // the log. (With NORMAL the commit is not durable yet; `close()` moves the mark then.)
-            if configuration.synchronous == .full, let problem = sidecar.writeMark(counter) {
-                logMarkFailure(problem)
-            }
-        }
-        return nil
-    }
-
     /// Logs, once per store, that the commit mark could not be written; the mark then stays behind the
     /// log, which is safe.
-    private func logMarkFailure(_ problem: String) {
-        let first = writer.withLock { state in
-            defer { state.markFailureLogged = true }
-            return !state.markFailureLogged
-        }
-        guard first else { return }
+    fileprivate func logMarkFailure(_ problem: String) {
+        guard !markFailureLogged.exchange(true, ordering: .relaxed) else { return }
         logger.warning(
             "saga log commit mark not written",
             metadata: ["path": "\(path)", "error": "'\(sidecar.path)': \(problem)"])
     }
 
-    private func write(_ work: PendingWrite.Work, _ db: Database, _ encoder: JSONEncoder) throws -> Data {
+    fileprivate func write(_ work: PendingWrite.Work, _ db: Database, _ encoder: JSONEncoder) throws -> Data {
         switch work {
         case .append(let append):
             try write(append, db, encoder)
@@ -353,7 +200,7 @@ extension SQLiteSagaStore {
         }
         let insert = try db.cachedStatement(
             sql: """
-                INSERT INTO sagakit_events (\(LogRow.eventColumns))
+                INSERT INTO sagakit_records (\(LogRow.recordColumns))
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         )
@@ -378,7 +225,7 @@ extension SQLiteSagaStore {
         }
     }
 
-    private func storeError(_ error: any Error, doing action: String) -> SagaStoreError {
+    fileprivate func storeError(_ error: any Error, doing action: String) -> SagaStoreError {
         SagaStoreError.mapping(
             (error as? LocalBodyFailure)?.error ?? error, path: path, busyTimeout: configuration.busyTimeout,
             doing: action)
@@ -391,5 +238,91 @@ extension PendingWrite {
         case .append(let append): append.sagaID
         case .local(let work, _): work.sagaID
         }
+    }
+}
+
+/// The saga log's side of the group commit: writes each append (or local step) in its savepoint, counts
+/// every commit that wrote something in `sagakit_meta` and in the commit mark, maps errors to
+/// `SagaStoreError`, and retries alone only the plain appends of a lost batch.
+///
+/// Made per enqueued write; the queue keeps the one that started a drain until the drain ends, so the
+/// store does not keep itself alive through its queue.
+struct LogCommitter: GroupCommitter {
+    let store: SQLiteSagaStore
+
+    func makeContext() -> JSONEncoder { LogRow.makeEncoder() }
+
+    func apply(_ pending: PendingWrite, _ db: Database, _ encoder: JSONEncoder) throws -> Data {
+        try store.write(pending.work, db, encoder)
+    }
+
+    /// Counts the commit in the database, in the same transaction: the counter the opening store
+    /// compares with the commit mark. A batch whose every write failed commits nothing to count.
+    func willCommit(_ db: Database, written: Int) throws {
+        guard written > 0 else { return }
+        let counter = store.commitCounter.load(ordering: .relaxed) + 1
+        let bump = try db.cachedStatement(sql: "UPDATE sagakit_meta SET value = ? WHERE key = ?")
+        bump.setUncheckedArguments([counter, SQLiteSagaStore.commitCounterKey])
+        try bump.execute()
+        if db.changesCount == 0 {
+            try db.execute(
+                sql: "INSERT INTO sagakit_meta (key, value) VALUES (?, ?)",
+                arguments: [SQLiteSagaStore.commitCounterKey, counter])
+        }
+    }
+
+    func didCommit(written: Int) {
+        guard written > 0 else { return }
+        // Only the writer queue changes the counter: this is the number `willCommit` wrote.
+        let counter = store.commitCounter.load(ordering: .relaxed) + 1
+        store.commitCounter.store(counter, ordering: .relaxed)
+        // After the commit, which `synchronous = FULL` made durable: the mark is never ahead of the
+        // log. (With NORMAL the commit is not durable yet; `close()` moves the mark then.)
+        if store.configuration.synchronous == .full, let problem = store.sidecar.writeMark(counter) {
+            store.logMarkFailure(problem)
+        }
+    }
+
+    /// A lost batch is retried one append a transaction, unless it was lost to a lock (`locked`); the
+    /// retry is logged as a warning.
+    func retriesAlone(afterLosing error: any Error, count: Int) -> Bool {
+        let error = lossError(error, count: count)
+        guard error.code != .locked else { return false }
+        store.logger.warning(
+            "group commit failed; retrying its appends one transaction each",
+            metadata: ["path": "\(store.path)", "error": "\(error)", "appends": "\(count)"]
+        )
+        return true
+    }
+
+    func retriesAlone(_ pending: PendingWrite, after attempt: Result<Data, any Error>?) -> Bool {
+        switch (attempt, pending.work) {
+        case (.failure, _):
+            // It failed on its own; it fails alone.
+            false
+        case (.success, .local):
+            // The engine built its append from this run of the work; it cannot be rebuilt.
+            false
+        case (.success, .append), (nil, _):
+            true
+        }
+    }
+
+    func finish(_ pending: PendingWrite, _ outcome: GroupCommitOutcome<Data>) {
+        switch outcome {
+        case .committed(let output):
+            pending.finish(.success(output))
+        case .failed(let error):
+            pending.finish(
+                .failure(
+                    (error as? LocalBodyFailure)?.error
+                        ?? store.storeError(error, doing: "appending to saga '\(pending.sagaID)'")))
+        case .lost(let error, let count):
+            pending.finish(.failure(lossError(error, count: count)))
+        }
+    }
+
+    private func lossError(_ error: any Error, count: Int) -> SagaStoreError {
+        store.storeError(error, doing: "committing \(count) append(s)")
     }
 }

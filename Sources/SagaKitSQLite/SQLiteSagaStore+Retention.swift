@@ -58,7 +58,7 @@ extension SQLiteSagaStore {
                     let count = db.changesCount
                     guard count > 0 else { return 0 }
                     try db.execute(
-                        sql: "DELETE FROM sagakit_events WHERE saga_id IN (SELECT id FROM temp.sagakit_prune)")
+                        sql: "DELETE FROM sagakit_records WHERE saga_id IN (SELECT id FROM temp.sagakit_prune)")
                     try db.execute(sql: "DELETE FROM sagakit_sagas WHERE id IN (SELECT id FROM temp.sagakit_prune)")
                     try db.execute(sql: "DELETE FROM temp.sagakit_prune")
                     return count

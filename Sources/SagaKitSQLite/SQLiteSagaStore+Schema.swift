@@ -40,16 +40,24 @@ extension SQLiteSagaStore {
                     );
                     """
             )
-            try db.execute(
-                sql: "INSERT INTO sagakit_meta (key, value) VALUES ('log_format_version', ?)",
-                arguments: [String(SQLiteSagaStore.logFormatVersion)]
-            )
+            // Version 1 is history: this migration writes it as it was, and later ones bump it.
+            try db.execute(sql: "INSERT INTO sagakit_meta (key, value) VALUES ('log_format_version', '1')")
         }
         // The commit counter the store bumps in every group commit, compared at opening with the commit
         // mark in the lock file. Logs written before it get it at 0, and no mark yet.
         migrator.registerMigration("sagakit.commit-counter") { db in
             try db.execute(
                 sql: "INSERT OR IGNORE INTO sagakit_meta (key, value) VALUES ('\(commitCounterKey)', '0')")
+        }
+        // Log format 2: the records table is named for what it holds, as the API and docs name it
+        // (version 1 called it sagakit_events). A version-1 log is migrated in place when a store
+        // opens it for writing; an older SagaKit then refuses it as a newer format, by name.
+        migrator.registerMigration("sagakit.v2-records") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE sagakit_events RENAME TO sagakit_records;
+                    UPDATE sagakit_meta SET value = '2' WHERE key = 'log_format_version';
+                    """)
         }
         return migrator
     }()

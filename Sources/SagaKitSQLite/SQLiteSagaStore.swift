@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 public import Logging
+import SQLiteGroupCommit
 public import SagaKit
 import Synchronization
 
@@ -12,7 +13,7 @@ import Synchronization
 /// Local steps (`SagaStep.local(_:kind:options:action:compensation:)`) write the
 /// application's own tables in the same transaction as their log record.
 ///
-/// The file holds the tables `sagakit_sagas`, `sagakit_events` and `sagakit_meta`, created by GRDB
+/// The file holds the tables `sagakit_sagas`, `sagakit_records` and `sagakit_meta`, created by GRDB
 /// migrations whose identifiers start with `sagakit.`; it may also hold the application's tables.
 ///
 /// ```swift
@@ -46,9 +47,9 @@ public final class SQLiteSagaStore: SagaStore {
     /// `SagaStoreError.Code.unsupportedLogFormat` and leaves the file untouched.
     ///
     /// ```swift
-    /// print(SQLiteSagaStore.logFormatVersion) // 1
+    /// print(SQLiteSagaStore.logFormatVersion) // 2
     /// ```
-    public static let logFormatVersion = 1
+    public static let logFormatVersion = 2
 
     /// The database file's path.
     public let path: String
@@ -57,8 +58,10 @@ public final class SQLiteSagaStore: SagaStore {
 
     let pool: DatabasePool
     let logger: Logger
-    let writer = Mutex(WriterState())
-    let committedBatches = Atomic<Int>(0)
+    /// The group-commit queue every append goes through (see `SQLiteSagaStore+GroupCommit.swift`).
+    let groupCommit: GroupCommitQueue<LogCommitter>
+    /// Whether the commit mark's failure was logged; it is logged once per store.
+    let markFailureLogged = Atomic<Bool>(false)
     /// The commit counter in `sagakit_meta` as of the last group commit; only the writer queue changes
     /// it.
     let commitCounter: Atomic<Int>
@@ -140,6 +143,7 @@ public final class SQLiteSagaStore: SagaStore {
             }
         }
         self.pool = pool
+        self.groupCommit = GroupCommitQueue(pool, savepoint: "sagakit_append")
         self.commitCounter = Atomic(counter)
         self.sidecar = lock.sidecar
         self.resolvedPath = lock.resolvedPath
@@ -217,11 +221,7 @@ public final class SQLiteSagaStore: SagaStore {
     /// let reopened = try SQLiteSagaStore(path: store.path)
     /// ```
     public func close() async throws {
-        let wasOpen = writer.withLock { state in
-            defer { state.isClosed = true }
-            return !state.isClosed
-        }
-        guard wasOpen else { return }
+        guard groupCommit.close() else { return }
         // The writer queue is serial: this runs after any group commit in flight. The pool closes its
         // writer before its readers, which cannot checkpoint, so without this the last commits would
         // stay in the -wal file.
@@ -249,10 +249,10 @@ public final class SQLiteSagaStore: SagaStore {
     }
 
     /// How many transactions the group-commit writer has committed; fewer than appends when it batched.
-    package var committedTransactionCount: Int { committedBatches.load(ordering: .relaxed) }
+    package var committedTransactionCount: Int { groupCommit.committedTransactionCount }
 
     /// How many writes wait for the next group commit (not counting the one in flight).
-    package var queuedWriteCount: Int { writer.withLock { $0.queue.count } }
+    package var queuedWriteCount: Int { groupCommit.queuedWriteCount }
 
     // MARK: Reading
 
@@ -278,7 +278,7 @@ public final class SQLiteSagaStore: SagaStore {
     public func records(of sagaID: String) async throws -> [SagaLogRecord] {
         try await read("reading the records of saga '\(sagaID)'") { db in
             let statement = try db.cachedStatement(
-                sql: "SELECT \(LogRow.eventColumns) FROM sagakit_events WHERE saga_id = ? ORDER BY seq"
+                sql: "SELECT \(LogRow.recordColumns) FROM sagakit_records WHERE saga_id = ? ORDER BY seq"
             )
             statement.setUncheckedArguments([sagaID])
             let decoder = JSONDecoder()
@@ -360,7 +360,7 @@ public final class SQLiteSagaStore: SagaStore {
                 db.cachedStatement(
                     sql: """
                         SELECT \(LogRow.qualifiedEventColumns)
-                        FROM sagakit_events e JOIN sagakit_sagas s ON s.id = e.saga_id
+                        FROM sagakit_records e JOIN sagakit_sagas s ON s.id = e.saga_id
                         WHERE s.status IN \(active)
                         ORDER BY e.saga_id, e.seq
                         """
@@ -395,7 +395,7 @@ public final class SQLiteSagaStore: SagaStore {
     }
 
     func checkOpen() throws {
-        if writer.withLock({ $0.isClosed }) {
+        if groupCommit.isClosed {
             throw closedError()
         }
     }

@@ -91,7 +91,7 @@ extension SagaStep {
     ///     transaction, so keep it short.
     ///   - action: The step's work; its result is logged and passed to the compensation.
     ///   - compensation: The undo, run in the log's transaction too; its output argument is `nil`
-    ///     when the action's transaction never committed. Default `nil`, for pivot and retriable steps.
+    ///     when the action's transaction never committed. Default `nil`, for pivot and retryable steps.
     public static func local(
         _ name: String,
         kind: SagaStepKind = .compensatable,

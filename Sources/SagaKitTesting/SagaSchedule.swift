@@ -2,7 +2,7 @@ public import PropertyBased
 public import SagaKit
 
 /// A randomly shaped saga for property tests: compensatable groups (a group of more than one step
-/// runs in parallel), an optional pivot, retriable steps, per-step unknown-outcome policies and
+/// runs in parallel), an optional pivot, retryable steps, per-step unknown-outcome policies and
 /// participant faults.
 public struct SagaShape: Hashable, Sendable, CustomStringConvertible {
     /// One step of the shape.
@@ -165,11 +165,11 @@ public enum SagaGen {
     }
 
     /// A saga shape of 1 to 8 steps: 0–3 compensatable groups of 1–3 steps, an optional pivot,
-    /// 0–2 retriable steps, random unknown-outcome policies and at most one fault per step.
+    /// 0–2 retryable steps, random unknown-outcome policies and at most one fault per step.
     public static func shape() -> Generator<SagaShape, some SendableSequenceType> {
         zip(stepGene().array(of: 1...3).array(of: 0...3), Gen.bool, stepGene().array(of: 0...2), stepGene()).map {
             input in
-            makeShape(groups: input.0, pivot: input.1 ? input.3 : nil, retriables: input.2)
+            makeShape(groups: input.0, pivot: input.1 ? input.3 : nil, retryables: input.2)
         }
     }
 
@@ -205,7 +205,7 @@ public enum SagaGen {
         }
     }
 
-    static func makeShape(groups genes: [[(Bool, Int, Int)]], pivot: (Bool, Int, Int)?, retriables: [(Bool, Int, Int)])
+    static func makeShape(groups genes: [[(Bool, Int, Int)]], pivot: (Bool, Int, Int)?, retryables: [(Bool, Int, Int)])
         -> SagaShape
     {
         var groups: [[SagaShape.Step]] = []
@@ -236,10 +236,10 @@ public enum SagaGen {
         }
         if let pivot {
             groups.append([step(.pivot, pivot)])
-        } else if groups.isEmpty && retriables.isEmpty {
+        } else if groups.isEmpty && retryables.isEmpty {
             groups.append([step(.pivot, (false, 0, 1))])
         }
-        for gene in retriables { groups.append([step(.retriable, gene)]) }
+        for gene in retryables { groups.append([step(.retryable, gene)]) }
         return SagaShape(groups: groups, faults: faults)
     }
 }

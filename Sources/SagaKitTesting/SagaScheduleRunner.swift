@@ -7,7 +7,7 @@ import Synchronization
 /// them while callers attach by id. Returns every invariant that did not hold.
 ///
 /// Besides the built-in invariants it checks the participants' ledger: a completed saga kept every
-/// step's effect; a compensated saga kept none (compensatable steps undone, pivot and retriable
+/// step's effect; a compensated saga kept none (compensatable steps undone, pivot and retryable
 /// steps never applied).
 public struct SagaScheduleRunner: Sendable {
     /// The engine configuration. Default: an ``ImmediateSagaClock``, seeded jitter, no log-write retries.
@@ -147,7 +147,7 @@ public struct SagaScheduleRunner: Sendable {
             case .pivot:
                 return .pivot(name, action: action)
             default:
-                return .retriable(name, options: StepOptions(retry: .exponential(maxAttempts: 20)), action: action)
+                return .retryable(name, options: StepOptions(retry: .exponential(maxAttempts: 20)), action: action)
             }
         }
         return SagaDefinition("schedule-saga-\(index)") {

@@ -56,7 +56,7 @@ import Testing
         try FileManager.default.createDirectory(at: fixtures, withIntermediateDirectories: true)
         let destination = fixtures.appendingPathComponent(GoldenLog.fileName).path
         try await withTemporaryDirectory { directory in
-            let path = directory + "/" + GoldenLog.fileName
+            let path = directory.path(of: GoldenLog.fileName)
             try await GoldenLog.write(path)
             // close() checkpointed the -wal file into the database file: the database file alone is the log.
             let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
@@ -68,7 +68,7 @@ import Testing
         }
         // What the committed file will hold: the database file alone, read by the checks of the test.
         try await withTemporaryDirectory { directory in
-            let copy = directory + "/" + GoldenLog.fileName
+            let copy = directory.path(of: GoldenLog.fileName)
             try FileManager.default.copyItem(atPath: destination, toPath: copy)
             try await GoldenLog.checkAsWritten(copy)
         }
@@ -139,7 +139,7 @@ private func withGoldenLogCopy(_ body: (String) async throws -> Void) async thro
         Bundle.module.url(forResource: "golden-log-v1", withExtension: "sqlite", subdirectory: "Fixtures"),
         "the golden log is missing from the test bundle")
     try await withTemporaryDirectory { directory in
-        let path = directory + "/" + GoldenLog.fileName
+        let path = directory.path(of: GoldenLog.fileName)
         try FileManager.default.copyItem(atPath: fixture.path, toPath: path)
         // Only the database file: no -wal, -shm or -sagakit.lock companion.
         for suffix in ["-wal", "-shm", "-sagakit.lock"] {
@@ -310,7 +310,7 @@ enum GoldenLog {
     /// The three definitions the golden log was written with. Their names, steps and kinds must not change:
     /// the log records their fingerprints.
     struct Sagas: Sendable {
-        /// Reserve stock (compensatable, three attempts), charge (pivot), ship (retriable).
+        /// Reserve stock (compensatable, three attempts), charge (pivot), ship (retryable).
         let order: SagaDefinition<Order, Receipt>
         /// Reserve stock and hold the payment in parallel, then capture it (pivot).
         let fulfilment: SagaDefinition<Order, Payment>
@@ -332,7 +332,7 @@ enum GoldenLog {
                 try await world.act(
                     context, Payment(paymentID: "pay-\(context.sagaID)", amountCents: context.input.amountCents))
             }
-            let ship = SagaStep<Order, Shipment>.retriable("ship-order") { context in
+            let ship = SagaStep<Order, Shipment>.retryable("ship-order") { context in
                 try await world.act(context, Shipment(trackingID: "trk-\(context.sagaID)"))
             }
             let hold = SagaStep<Order, Hold>.compensatable("hold-payment") { context in

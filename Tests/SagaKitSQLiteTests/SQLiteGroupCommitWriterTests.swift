@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SagaKitSQLite
+import SagaKitTesting
 import Testing
 
 @Suite(.tags(.groupCommit), .timeLimit(.minutes(2))) struct SQLiteGroupCommitWriterTests {
@@ -8,7 +9,7 @@ import Testing
 
     func withWriter<T>(_ body: (SQLiteGroupCommitWriter, DatabasePool, String) async throws -> T) async throws -> T {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/service.sqlite"
+            let path = directory.path(of: "service.sqlite")
             var configuration = Configuration()
             configuration.journalMode = .wal
             let pool = try DatabasePool(path: path, configuration: configuration)
@@ -106,7 +107,7 @@ import Testing
 
     @Test func committedWritesAreThereAfterReopening() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/service.sqlite"
+            let path = directory.path(of: "service.sqlite")
             do {
                 let pool = try DatabasePool(path: path)
                 try await pool.write { db in

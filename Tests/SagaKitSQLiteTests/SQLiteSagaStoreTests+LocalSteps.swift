@@ -80,7 +80,7 @@ func outcome(_ saga: String, _ sequence: Int, _ kind: SagaLogRecord.Kind, payloa
 extension SQLiteSagaStoreTests {
     @Test func localWorkCommitsWithItsRecordAndItsCompensationWithItsOwn() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/shop.sqlite"
+            let path = directory.path(of: "shop.sqlite")
             try makeApplicationDatabase(path)
             let store = try SQLiteSagaStore(path: path)
             let step = AnySagaStep(reserveStock)
@@ -109,7 +109,7 @@ extension SQLiteSagaStoreTests {
     @Test(.timeLimit(.minutes(1)))
     func aThrowingLocalBodyLeavesNothingWhileItsBatchCommits() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/shop.sqlite"
+            let path = directory.path(of: "shop.sqlite")
             try makeApplicationDatabase(path)
             let store = try SQLiteSagaStore(path: path)
             let order = Order(sku: "tea", quantity: 1)
@@ -169,7 +169,7 @@ extension SQLiteSagaStoreTests {
     @Test(.timeLimit(.minutes(1)))
     func aLostBatchTransactionRetriesEachOtherAppendAlone() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/shop.sqlite"
+            let path = directory.path(of: "shop.sqlite")
             try makeApplicationDatabase(path)
             let store = try SQLiteSagaStore(path: path)
             let order = Order(sku: "tea", quantity: 1)
@@ -232,7 +232,7 @@ extension SQLiteSagaStoreTests {
     @Test(.timeLimit(.minutes(1)))
     func anEngineRunsLocalStepsExactlyOnceAndCompensatesThem() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/shop.sqlite"
+            let path = directory.path(of: "shop.sqlite")
             try makeApplicationDatabase(path)
             let store = try SQLiteSagaStore(path: path)
             let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })

@@ -3,6 +3,7 @@ import GRDB
 import Logging
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Testing
 
 @Suite(.tags(.logIntegrity), .timeLimit(.minutes(2))) struct SQLiteSagaStoreLogIntegrityTests {
@@ -163,7 +164,7 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func opensALogClosedCleanlyAgainAndAgain() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             for round in 0..<5 {
                 let store = try SQLiteSagaStore(path: path)
                 #expect(try await store.sagas(matching: SagaQuery(limit: 1_000)).count == round * 30)
@@ -246,7 +247,7 @@ import Testing
         var configuration = SQLiteSagaStore.Configuration()
         configuration.synchronous = .normal
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             let store = try SQLiteSagaStore(path: path, configuration: configuration)
             try await load(store, count: 10)
             try await store.close()

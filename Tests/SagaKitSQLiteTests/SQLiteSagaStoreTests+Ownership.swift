@@ -1,6 +1,7 @@
 import Foundation
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Subprocess
 import Testing
 
@@ -46,8 +47,8 @@ let flockToolIsAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bi
     @Test(.timeLimit(.minutes(1)), .enabled(if: flockToolIsAvailable), arguments: LinkKind.allCases)
     func refusesALogLockedByAnotherProcessThroughAnotherName(_ kind: LinkKind) async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
-            let link = directory + "/other-name.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
+            let link = directory.path(of: "other-name.sqlite")
             let store = try SQLiteSagaStore(path: path)
             try await store.append(creation("s1"))
             try kind.make(link, to: path)
@@ -72,8 +73,8 @@ let flockToolIsAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bi
     func onlyOneOfManyStoresCreatingANewLogThroughTwoNamesOwnsIt() async throws {
         try await withTemporaryDirectory { directory in
             for round in 0..<20 {
-                let path = directory + "/new-\(round).sqlite"
-                let link = directory + "/link-\(round).sqlite"
+                let path = directory.path(of: "new-\(round).sqlite")
+                let link = directory.path(of: "link-\(round).sqlite")
                 // A symbolic link to a log that does not exist yet: both names create the same file.
                 try LinkKind.symbolic.make(link, to: path)
                 let outcomes = await withTaskGroup(of: Result<SQLiteSagaStore, any Error>.self) { group in

@@ -1,6 +1,7 @@
 import Foundation
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Testing
 
 @Suite(.tags(.retention), .timeLimit(.minutes(2))) struct SQLiteSagaStoreRetentionTests {
@@ -62,7 +63,7 @@ import Testing
 
     @Test func aClosedStoreRefusesToPrune() async throws {
         try await withTemporaryDirectory { directory in
-            let store = try SQLiteSagaStore(path: directory + "/sagas.sqlite")
+            let store = try SQLiteSagaStore(path: directory.path(of: "sagas.sqlite"))
             try await store.close()
             let error = await storeError { try await store.prune(finishedBefore: Date()) }
             #expect(error?.code == .io)

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Testing
 
 @Suite(.tags(.sqliteStore), .timeLimit(.minutes(2))) struct SQLiteSagaStoreTests {
@@ -80,7 +81,7 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func groupsConcurrentAppendsIntoFewerTransactionsAndKeepsThemAll() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             let store = try SQLiteSagaStore(path: path)
             let before = store.committedTransactionCount
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -182,7 +183,7 @@ import Testing
 
     @Test func aReopenedStoreSeesEverythingCommittedBeforeClose() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             let store = try SQLiteSagaStore(path: path)
             for index in 0..<20 {
                 try await store.append(creation("s\(index)", at: at(Double(index))))
@@ -209,8 +210,8 @@ import Testing
     @Test(arguments: [true, false])
     func recoversTheRecordsOfALogLeftByACrash(withSharedMemoryFile: Bool) async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
-            let crashed = directory + "/crashed.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
+            let crashed = directory.path(of: "crashed.sqlite")
             let store = try SQLiteSagaStore(path: path)
             for index in 0..<50 {
                 try await store.append(creation("s\(index)", at: at(Double(index))))
@@ -235,10 +236,10 @@ import Testing
             // The last reference may go away on the writer queue, as the group commit that resumed the
             // caller finishes; deinitialization must not deadlock or trap there.
             for index in 0..<200 {
-                let store = try SQLiteSagaStore(path: directory + "/dropped-\(index).sqlite")
+                let store = try SQLiteSagaStore(path: directory.path(of: "dropped-\(index).sqlite"))
                 try await store.append(creation("s1"))
             }
-            let store = try SQLiteSagaStore(path: directory + "/dropped-0.sqlite")
+            let store = try SQLiteSagaStore(path: directory.path(of: "dropped-0.sqlite"))
             #expect(try await store.records(of: "s1").count == 1)
             try await store.close()
         }
@@ -263,8 +264,8 @@ import Testing
                 try String.fetchOne(db, sql: "SELECT value FROM sagakit_meta WHERE key = 'log_format_version'")
             }
             try queue.close()
-            #expect(version == "1")
-            #expect(SQLiteSagaStore.logFormatVersion == 1)
+            #expect(version == "2")
+            #expect(SQLiteSagaStore.logFormatVersion == 2)
         }
     }
 
@@ -274,7 +275,7 @@ import Testing
             try await store.close()
             let queue = try DatabaseQueue(path: path)
             try await queue.write { db in
-                try db.execute(sql: "UPDATE sagakit_meta SET value = '2' WHERE key = 'log_format_version'")
+                try db.execute(sql: "UPDATE sagakit_meta SET value = '3' WHERE key = 'log_format_version'")
             }
             try queue.close()
             let before = try fileBytes(path)
@@ -282,14 +283,14 @@ import Testing
             let error = await storeError { _ = try SQLiteSagaStore(path: path) }
             #expect(error?.code == .unsupportedLogFormat)
             #expect(error?.path == path)
-            #expect(error?.message.contains("version 2") == true)
+            #expect(error?.message.contains("version 3") == true)
             #expect(try fileBytes(path) == before)
         }
     }
 
     @Test func refusesATextFileAndLeavesItUntouched() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/notes.txt"
+            let path = directory.path(of: "notes.txt")
             let text = Data(String(repeating: "these are my notes, not a saga log\n", count: 200).utf8)
             try text.write(to: URL(fileURLWithPath: path))
 
@@ -303,25 +304,25 @@ import Testing
 
     @Test func refusesADirectoryPath() async throws {
         try await withTemporaryDirectory { directory in
-            let error = await storeError { _ = try SQLiteSagaStore(path: directory) }
+            let error = await storeError { _ = try SQLiteSagaStore(path: directory.path) }
             #expect(error?.code == .cannotOpen)
-            #expect(error?.path == directory)
+            #expect(error?.path == directory.path)
         }
     }
 
     @Test func refusesAPathInAMissingDirectory() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/missing/sagas.sqlite"
+            let path = directory.path(of: "missing/sagas.sqlite")
             let error = await storeError { _ = try SQLiteSagaStore(path: path) }
             #expect(error?.code == .cannotOpen)
             #expect(error?.message.contains(path) == true)
-            #expect(!FileManager.default.fileExists(atPath: directory + "/missing"))
+            #expect(!FileManager.default.fileExists(atPath: directory.path(of: "missing")))
         }
     }
 
     @Test func reportsADamagedFileWithoutRepairingIt() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             let store = try SQLiteSagaStore(path: path)
             for index in 0..<300 {
                 try await store.append(
@@ -399,7 +400,7 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func reportsDiskFullAndKeepsEverythingCommittedBefore() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/sagas.sqlite"
+            let path = directory.path(of: "sagas.sqlite")
             var configuration = SQLiteSagaStore.Configuration()
             configuration.maxPageCount = 60
             let store = try SQLiteSagaStore(path: path, configuration: configuration)

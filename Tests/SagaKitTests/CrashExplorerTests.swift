@@ -5,14 +5,15 @@ import SagaKitTesting
 import Testing
 
 @Suite("Crash explorer", .tags(.recovery), .timeLimit(.minutes(2)))
-struct CrashExplorerTests {
-    let directory: URL
+final class CrashExplorerTests: Sendable {
+    /// The logs of one test's explorations, removed when the test is over.
+    let directory: TemporaryDirectory
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "sagakit-explorer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory(prefix: "SagaKitTests-explorer")
     }
+
+    deinit { try? directory.remove() }
 
     /// Every forward effect is undone exactly when the saga compensated (read from the participant).
     static func ledgerBalances(_ participant: Participant) -> SagaInvariant {
@@ -37,12 +38,10 @@ struct CrashExplorerTests {
         configure: @escaping @Sendable (inout SagaEngine.Configuration) -> Void = { _ in },
         faults: @escaping @Sendable (ParticipantFaults) -> Void = { _ in }
     ) -> CrashExplorer<Order, Receipt> {
-        let directory = self.directory.appendingPathComponent(UUID().uuidString)
+        let directory = self.directory
+        let run = UUID().uuidString  // keeps this explorer's logs apart from another's in the same test
         var explorer = CrashExplorer<Order, Receipt>(
-            makeStore: { index in
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-                return try SQLiteSagaStore(path: directory.appendingPathComponent("\(index).sqlite").path)
-            },
+            makeStore: { index in try SQLiteSagaStore(path: directory.path(of: "\(run)-\(index).sqlite")) },
             closeStore: { store in try await (store as? SQLiteSagaStore)?.close() }
         ) {
             let participant = Participant()

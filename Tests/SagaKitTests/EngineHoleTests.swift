@@ -26,34 +26,34 @@ struct EngineHoleTests {
 
     // MARK: 1. Validation
 
-    @Test func aRetriableStepBesideACompensatableOneIsRejectedInEitherOrder() throws {
+    @Test func aRetryableStepBesideACompensatableOneIsRejectedInEitherOrder() throws {
         let compensatableFirst = SagaDefinition<Order, NoOutput>("mixed") {
             Parallel {
                 compensatable("reserve", participant)
-                retriable("notify", participant)
+                retryable("notify", participant)
             }
         }
-        let retriableFirst = SagaDefinition<Order, NoOutput>("mixed") {
+        let retryableFirst = SagaDefinition<Order, NoOutput>("mixed") {
             Parallel {
-                retriable("notify", participant)
+                retryable("notify", participant)
                 compensatable("reserve", participant)
             }
         }
-        for saga in [compensatableFirst, retriableFirst] {
+        for saga in [compensatableFirst, retryableFirst] {
             let error = #expect(throws: SagaDefinitionError.self) { try saga.validate() }
-            #expect(error?.code == .retriableBesideCompensatable, "\(String(describing: error))")
+            #expect(error?.code == .retryableBesideCompensatable, "\(String(describing: error))")
             #expect(error?.step == "notify")
             #expect(error?.message.contains("'notify'") == true && error?.message.contains("'reserve'") == true)
         }
     }
 
-    @Test func aGroupOfRetriableStepsAfterThePivotStaysValid() throws {
+    @Test func aGroupOfRetryableStepsAfterThePivotStaysValid() throws {
         let saga = SagaDefinition<Order, NoOutput>("after-pivot") {
             compensatable("reserve", participant)
             pivot("pay", participant)
             Parallel {
-                retriable("notify", participant)
-                retriable("ship", participant)
+                retryable("notify", participant)
+                retryable("ship", participant)
             }
         }
         try saga.validate()

@@ -104,7 +104,7 @@ struct RaceTests {
         let saga = SagaDefinition<Order, NoOutput>("late") {
             compensatable("reserve", participant)
             pivot("pay", participant)
-            retriable("ship", participant)
+            retryable("ship", participant)
         }
         let engine = SagaEngine(store: store, configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(engine) {

@@ -10,12 +10,12 @@ struct SagaDecisionTests {
     let participant = Participant()
     let start = Date(timeIntervalSince1970: 1_000)
 
-    /// reserve (compensatable, timeout 2 s) → pay (pivot) → notify (retriable).
+    /// reserve (compensatable, timeout 2 s) → pay (pivot) → notify (retryable).
     var plan: SagaPlan {
         SagaDefinition<Order, NoOutput>("decide") {
             compensatable("reserve", participant, options: StepOptions(timeout: .seconds(2)))
             pivot("pay", participant)
-            retriable("notify", participant)
+            retryable("notify", participant)
         }.plan
     }
 
@@ -145,7 +145,7 @@ struct SagaDecisionTests {
         )
     }
 
-    @Test func theDeadlineNeverBindsARetriableStep() throws {
+    @Test func theDeadlineNeverBindsARetryableStep() throws {
         let machine = try machine([
             (.stepStarted, "reserve", 1), (.stepSucceeded, "reserve", 1), (.stepStarted, "pay", 1),
             (.stepSucceeded, "pay", 1),

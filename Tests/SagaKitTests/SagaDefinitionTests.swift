@@ -14,7 +14,7 @@ struct SagaDefinitionTests {
         }
     }
 
-    @Test func acceptsCompensatableThenPivotThenRetriable() throws {
+    @Test func acceptsCompensatableThenPivotThenRetryable() throws {
         let definition = SagaDefinition<Order, NoOutput>("ok") {
             compensatable("a", participant)
             Parallel {
@@ -22,7 +22,7 @@ struct SagaDefinitionTests {
                 compensatable("c", participant)
             }
             pivot("p", participant)
-            retriable("r", participant)
+            retryable("r", participant)
         }
         try definition.validate()
         #expect(definition.fingerprint.count == 16)
@@ -52,17 +52,17 @@ struct SagaDefinitionTests {
                 }) == .multiplePivots)
     }
 
-    @Test func rejectsRetriableBeforePivot() {
+    @Test func rejectsRetryableBeforePivot() {
         #expect(
             code(
                 SagaDefinition("early") {
-                    retriable("r", participant); pivot("p", participant)
-                }) == .retriableBeforePivot)
+                    retryable("r", participant); pivot("p", participant)
+                }) == .retryableBeforePivot)
         #expect(
             code(
                 SagaDefinition("early2") {
-                    retriable("r", participant); compensatable("a", participant)
-                }) == .retriableBeforePivot)
+                    retryable("r", participant); compensatable("a", participant)
+                }) == .retryableBeforePivot)
     }
 
     @Test func rejectsPivotInParallelGroup() {

@@ -298,14 +298,14 @@ struct SagaEngineTests {
         }
     }
 
-    @Test func retriableStepRetriesUntilItSucceedsAfterThePivot() async throws {
+    @Test func retryableStepRetriesUntilItSucceedsAfterThePivot() async throws {
         let clock = ManualSagaClock()
         participant.script("notify", [.fail, .fail, .fail])
-        let notify = retriable(
+        let notify = retryable(
             "notify", participant,
             options: StepOptions(
                 retry: .exponential(maxAttempts: nil, initialBackoff: .seconds(1), maxBackoff: .seconds(1))))
-        let saga = SagaDefinition<Order, Receipt>("with-retriable", returning: notify) {
+        let saga = SagaDefinition<Order, Receipt>("with-retryable", returning: notify) {
             pivot("ship", participant)
             notify
         }
@@ -323,8 +323,8 @@ struct SagaEngineTests {
 
     @Test func nonRetryableFailureAfterThePivotNeedsAttention() async throws {
         participant.script("notify", [.failForGood])
-        let notify = retriable("notify", participant)
-        let saga = SagaDefinition<Order, Receipt>("with-retriable", returning: notify) {
+        let notify = retryable("notify", participant)
+        let saga = SagaDefinition<Order, Receipt>("with-retryable", returning: notify) {
             pivot("ship", participant)
             notify
         }

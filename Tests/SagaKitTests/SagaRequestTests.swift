@@ -11,7 +11,7 @@ struct SagaRequestTests {
     let start = Date(timeIntervalSince1970: 1_000)
     let broken = RecordedError(type: "Broken", message: "cannot read", isRetryable: false)
 
-    /// (reserve ‖ hold) → pay (pivot) → notify (retriable).
+    /// (reserve ‖ hold) → pay (pivot) → notify (retryable).
     var plan: SagaPlan {
         SagaDefinition<Order, NoOutput>("request") {
             Parallel {
@@ -19,7 +19,7 @@ struct SagaRequestTests {
                 compensatable("hold", participant)
             }
             pivot("pay", participant)
-            retriable("notify", participant)
+            retryable("notify", participant)
         }.plan
     }
 

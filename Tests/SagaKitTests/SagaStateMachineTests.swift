@@ -101,11 +101,11 @@ struct SagaStateMachineTests {
         #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
     }
 
-    @Test mutating func cancelIsRefusedOnceARetriableStepStartedInASagaWithoutPivot() throws {
+    @Test mutating func cancelIsRefusedOnceARetryableStepStartedInASagaWithoutPivot() throws {
         let participant = Participant()
         let noPivot = SagaDefinition<Order, NoOutput>("no-pivot") {
             compensatable("reserve", participant)
-            retriable("notify", participant)
+            retryable("notify", participant)
         }.plan
         var machine = SagaStateMachine(plan: noPivot, sagaID: "s")
         for r in [
@@ -114,7 +114,7 @@ struct SagaStateMachineTests {
         ] { try machine.apply(r) }
         #expect(!machine.pastPointOfNoReturn)
         try machine.apply(record(.stepStarted, "notify", attempt: 1))
-        #expect(machine.pastPointOfNoReturn, "a started retriable step cannot be undone")
+        #expect(machine.pastPointOfNoReturn, "a started retryable step cannot be undone")
         #expect(throws: SagaError.self) { try machine.apply(record(.operatorCancelled)) }
     }
 

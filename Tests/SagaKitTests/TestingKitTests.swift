@@ -12,14 +12,12 @@ struct TestingKitTests {
     }
 
     @Test func sqliteStoreKeepsTheStoreContract() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "sagakit-contract-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try await SagaStoreContract {
-            try SQLiteSagaStore(path: directory.appendingPathComponent("\(UUID().uuidString).sqlite").path)
+        try await withTemporaryDirectory(prefix: "SagaKitTests-contract") { directory in
+            try await SagaStoreContract {
+                try SQLiteSagaStore(path: directory.path(of: "\(UUID().uuidString).sqlite"))
+            }
+            .verify()
         }
-        .verify()
     }
 
     @Test func theContractCatchesAStoreThatLosesAtomicity() async throws {

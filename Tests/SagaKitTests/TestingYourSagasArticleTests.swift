@@ -63,28 +63,28 @@ struct TestingYourSagasArticleTests {
 
     // ARTICLE-BEGIN crash-test
     @Test func placeOrderSurvivesACrashAtEveryDurablePoint() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
-            makeStore: { try SQLiteSagaStore(path: directory.appendingPathComponent("\($0).sqlite").path) },
-            closeStore: { try await ($0 as? SQLiteSagaStore)?.close() }
-        ) {
-            let products = Products()  // a fresh world for every crash point
-            let orders = Orders()
-            let faults = ParticipantFaults()
-            faults.inject(.loseReply(call: 1), into: "deduct-stock")  // applied, but the reply is lost
-            let stockAddsUp = SagaInvariant("stock + sold = 10") { _ in
-                let left = await products.stock["tea"] ?? 0
-                let sold = await orders.sold["tea"] ?? 0
-                return left + sold == 10 ? nil : "stock \(left) + sold \(sold)"
+        try await withTemporaryDirectory(prefix: "PlaceOrderTests") { directory in
+            let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
+                makeStore: { try SQLiteSagaStore(path: directory.path(of: "\($0).sqlite")) },
+                closeStore: { try await ($0 as? SQLiteSagaStore)?.close() }
+            ) {
+                let products = Products()  // a fresh world for every crash point
+                let orders = Orders()
+                let faults = ParticipantFaults()
+                faults.inject(.loseReply(call: 1), into: "deduct-stock")  // applied, but the reply is lost
+                let stockAddsUp = SagaInvariant("stock + sold = 10") { _ in
+                    let left = await products.stock["tea"] ?? 0
+                    let sold = await orders.sold["tea"] ?? 0
+                    return left + sold == 10 ? nil : "stock \(left) + sold \(sold)"
+                }
+                return SagaScenario(
+                    definition: placeOrder(products, orders), input: PlaceOrderInput(product: "tea", quantity: 2),
+                    invariants: [stockAddsUp], faults: faults)
             }
-            return SagaScenario(
-                definition: placeOrder(products, orders), input: PlaceOrderInput(product: "tea", quantity: 2),
-                invariants: [stockAddsUp], faults: faults)
+            let report = try await explorer.explore()
+            #expect(report.violations.isEmpty, "\(report)")
+            #expect(report.explored > 10)
         }
-        let report = try await explorer.explore()
-        #expect(report.violations.isEmpty, "\(report)")
-        #expect(report.explored > 10)
     }
     // ARTICLE-END crash-test
 
@@ -125,25 +125,25 @@ struct TestingYourSagasArticleTests {
 
     // ARTICLE-BEGIN saga-id
     @Test func placeOrderWritesOneOrderUnderTheCallersID() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
-            makeStore: { try SQLiteSagaStore(path: directory.appendingPathComponent("\($0).sqlite").path) },
-            closeStore: { try await ($0 as? SQLiteSagaStore)?.close() },
-            sagaID: "order-42"  // the id your request handler gives this order's saga
-        ) {
-            let orders = Orders()
-            let oneOrder = SagaInvariant("a completed saga wrote order-42 once") { report in
-                let keys = await orders.keys
-                let expected: Set<String> = report.summary?.status == .completed ? ["order-42/create-order"] : []
-                return keys == expected ? nil : "order keys \(keys.sorted())"
+        try await withTemporaryDirectory(prefix: "PlaceOrderTests") { directory in
+            let explorer = CrashExplorer<PlaceOrderInput, NoOutput>(
+                makeStore: { try SQLiteSagaStore(path: directory.path(of: "\($0).sqlite")) },
+                closeStore: { try await ($0 as? SQLiteSagaStore)?.close() },
+                sagaID: "order-42"  // the id your request handler gives this order's saga
+            ) {
+                let orders = Orders()
+                let oneOrder = SagaInvariant("a completed saga wrote order-42 once") { report in
+                    let keys = await orders.keys
+                    let expected: Set<String> = report.summary?.status == .completed ? ["order-42/create-order"] : []
+                    return keys == expected ? nil : "order keys \(keys.sorted())"
+                }
+                return SagaScenario(
+                    definition: placeOrder(Products(), orders), input: PlaceOrderInput(product: "tea", quantity: 2),
+                    invariants: [oneOrder])
             }
-            return SagaScenario(
-                definition: placeOrder(Products(), orders), input: PlaceOrderInput(product: "tea", quantity: 2),
-                invariants: [oneOrder])
+            let report = try await explorer.explore()
+            #expect(report.violations.isEmpty, "\(report)")
         }
-        let report = try await explorer.explore()
-        #expect(report.violations.isEmpty, "\(report)")
     }
     // ARTICLE-END saga-id
 

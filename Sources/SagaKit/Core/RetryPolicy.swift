@@ -40,7 +40,7 @@ public struct RetryPolicy: Hashable, Sendable {
 
     /// Five attempts, 100 ms initial cap, 10 s maximum cap: the default for compensatable and pivot steps.
     public static let `default` = RetryPolicy.exponential(maxAttempts: 5)
-    /// No limit on attempts, 100 ms initial cap, 30 s maximum cap: the default for retriable steps.
+    /// No limit on attempts, 100 ms initial cap, 30 s maximum cap: the default for retryable steps.
     public static let forever = RetryPolicy.exponential(maxAttempts: nil, maxBackoff: .seconds(30))
     /// One attempt, no retries.
     public static let noRetries = RetryPolicy(maxAttempts: 1, initialBackoff: .zero, maxBackoff: .zero)

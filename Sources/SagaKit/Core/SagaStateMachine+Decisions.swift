@@ -35,10 +35,10 @@ extension SagaStateMachine {
         case attempt(limit: Duration?, byDeadline: Bool)
     }
 
-    /// The retry budget of a step's forward attempts: its own policy, else retriable steps retry
+    /// The retry budget of a step's forward attempts: its own policy, else retryable steps retry
     /// forever and the others use ``RetryPolicy/default``.
     package static func retryPolicy(of step: AnySagaStep) -> RetryPolicy {
-        step.options.retry ?? (step.kind == .retriable ? .forever : .default)
+        step.options.retry ?? (step.kind == .retryable ? .forever : .default)
     }
 
     /// The error a deadline that passed before `step` finished is recorded as.
@@ -51,14 +51,14 @@ extension SagaStateMachine {
     /// The time limit of the next forward attempt of `name`, at instant `now`.
     ///
     /// The deadline binds compensatable steps, and the pivot only until its first attempt starts: an
-    /// attempt of the pivot cut short would leave its outcome unknown. Retriable steps, past the
+    /// attempt of the pivot cut short would leave its outcome unknown. Retryable steps, past the
     /// point of no return, are never cut short by it. A compensatable step runs within the earlier of
     /// its timeout and the deadline.
     package func limit(forNextAttemptOf name: String, deadline: Date?, now: Date) -> AttemptLimit {
         guard let step = plan.stepsByName[name] else { return .attempt(limit: nil, byDeadline: false) }
         let timeout = step.options.timeout
         let pivotAttempted = step.kind == .pivot && self.step(name).attempts > 0
-        guard let deadline, step.kind != .retriable, !pivotAttempted else {
+        guard let deadline, step.kind != .retryable, !pivotAttempted else {
             return .attempt(limit: timeout, byDeadline: false)
         }
         let left = deadline.timeIntervalSince(now)

@@ -102,7 +102,7 @@ package struct SagaStateMachine: Sendable {
         }
     }
 
-    /// Whether a step that cannot be compensated (the pivot, or a retriable step) has started:
+    /// Whether a step that cannot be compensated (the pivot, or a retryable step) has started:
     /// past this point of no return the saga can only go forward.
     package var pastPointOfNoReturn: Bool {
         plan.groups.lazy.flatMap(\.steps).contains { $0.kind != .compensatable && (steps[$0.name]?.attempts ?? 0) > 0 }
@@ -176,7 +176,7 @@ package struct SagaStateMachine: Sendable {
                 state.status = .attemptFailed
             default:
                 state.status = .failed
-                if plan.stepsByName[name]?.kind != .retriable, phase == .forward {
+                if plan.stepsByName[name]?.kind != .retryable, phase == .forward {
                     phase = .compensating
                 }
             }

@@ -95,8 +95,10 @@ package struct SagaPlan: Sendable {
         var byName: [String: AnySagaStep] = [:]
         for group in groups {
             canonical += group.isParallel ? "parallel[" : "step["
-            canonical += group.steps.map { "\($0.name):\($0.kind):\($0.isCompensatable ? "undo" : "-")" }
-                .joined(separator: ",")
+            canonical += group.steps.map {
+                "\($0.name):\($0.kind.fingerprintName):\($0.isCompensatable ? "undo" : "-")"
+            }
+            .joined(separator: ",")
             canonical += "]\n"
             for step in group.steps {
                 if byName[step.name] == nil { byName[step.name] = step }
@@ -117,7 +119,7 @@ package struct SagaPlan: Sendable {
         if groups.isEmpty { throw fail(.emptySaga, nil, "saga '\(name)' has no steps") }
         var seen = Set<String>()
         var pivotSeen: String?
-        var retriableSeen: String?
+        var retryableSeen: String?
         for group in groups {
             if group.steps.isEmpty {
                 throw fail(.emptyParallelGroup, nil, "saga '\(name)' has an empty parallel group")
@@ -126,14 +128,14 @@ package struct SagaPlan: Sendable {
                 throw fail(
                     .pivotInParallelGroup, pivot.name, "pivot step '\(pivot.name)' cannot be part of a parallel group")
             }
-            // Siblings run at once: a retriable sibling may succeed while a compensatable one fails for
+            // Siblings run at once: a retryable sibling may succeed while a compensatable one fails for
             // good, and the saga would then compensate around an effect it cannot undo.
-            if group.isParallel, let retriable = group.steps.first(where: { $0.kind == .retriable }),
+            if group.isParallel, let retryable = group.steps.first(where: { $0.kind == .retryable }),
                 let undoable = group.steps.first(where: { $0.kind == .compensatable })
             {
                 throw fail(
-                    .retriableBesideCompensatable, retriable.name,
-                    "retriable step '\(retriable.name)' runs in parallel with compensatable step '\(undoable.name)'; if '\(undoable.name)' failed for good the saga would compensate while '\(retriable.name)', which has no compensation, stood; put the retriable step in a group after the pivot"
+                    .retryableBesideCompensatable, retryable.name,
+                    "retryable step '\(retryable.name)' runs in parallel with compensatable step '\(undoable.name)'; if '\(undoable.name)' failed for good the saga would compensate while '\(retryable.name)', which has no compensation, stood; put the retryable step in a group after the pivot"
                 )
             }
             for step in group.steps {
@@ -154,10 +156,10 @@ package struct SagaPlan: Sendable {
                             "compensatable step '\(step.name)' comes after pivot '\(pivotSeen)'; a saga cannot undo work once its pivot succeeded"
                         )
                     }
-                    if let retriableSeen {
+                    if let retryableSeen {
                         throw fail(
-                            .retriableBeforePivot, retriableSeen,
-                            "retriable step '\(retriableSeen)' comes before compensatable step '\(step.name)'; retriable steps have no compensation, so they must follow the point of no return"
+                            .retryableBeforePivot, retryableSeen,
+                            "retryable step '\(retryableSeen)' comes before compensatable step '\(step.name)'; retryable steps have no compensation, so they must follow the point of no return"
                         )
                     }
                     if !step.isCompensatable {
@@ -170,14 +172,14 @@ package struct SagaPlan: Sendable {
                             .multiplePivots, step.name,
                             "saga '\(name)' has two pivots, '\(pivotSeen)' and '\(step.name)'; it may have at most one")
                     }
-                    if let retriableSeen {
+                    if let retryableSeen {
                         throw fail(
-                            .retriableBeforePivot, retriableSeen,
-                            "retriable step '\(retriableSeen)' comes before pivot '\(step.name)'")
+                            .retryableBeforePivot, retryableSeen,
+                            "retryable step '\(retryableSeen)' comes before pivot '\(step.name)'")
                     }
                     pivotSeen = step.name
                 default:
-                    if retriableSeen == nil { retriableSeen = step.name }
+                    if retryableSeen == nil { retryableSeen = step.name }
                 }
                 if step.kind != .compensatable, step.options.onUnknownOutcome == .compensate {
                     throw fail(

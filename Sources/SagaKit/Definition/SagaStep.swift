@@ -80,12 +80,12 @@ public struct SagaStep<Input: Codable & Sendable, Output: Codable & Sendable>: S
 
     /// A step after the pivot, retried until it succeeds (by default without an attempt limit).
     /// If it fails with a non-retryable error, the saga stops in ``SagaStatus/needsAttention``.
-    public static func retriable(
+    public static func retryable(
         _ name: String,
         options: StepOptions = StepOptions(),
         action: @escaping @Sendable (StepContext<Input>) async throws -> Output
     ) -> SagaStep {
-        SagaStep(name: name, kind: .retriable, options: options, action: action, compensation: nil)
+        SagaStep(name: name, kind: .retryable, options: options, action: action, compensation: nil)
     }
 
     /// Returns a copy of the step with different options.

@@ -5,7 +5,7 @@
 /// ```
 public struct StepOptions: Sendable {
     /// How failed attempts are retried. Defaults to ``RetryPolicy/default`` for compensatable and pivot
-    /// steps, and to ``RetryPolicy/forever`` for retriable steps when left `nil`.
+    /// steps, and to ``RetryPolicy/forever`` for retryable steps when left `nil`.
     public var retry: RetryPolicy?
     /// How long one attempt may run before it counts as failed with an unknown outcome.
     /// Default `nil`: no per-attempt limit (the saga deadline still applies).

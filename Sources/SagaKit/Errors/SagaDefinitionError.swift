@@ -9,8 +9,8 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
             case emptySaga, emptyParallelGroup, invalidName, duplicateStepName, compensatableAfterPivot
-            case multiplePivots, retriableBeforePivot, pivotInParallelGroup, missingCompensation
-            case invalidUnknownOutcomePolicy, retriableBesideCompensatable
+            case multiplePivots, retryableBeforePivot, pivotInParallelGroup, missingCompensation
+            case invalidUnknownOutcomePolicy, retryableBesideCompensatable
         }
 
         let base: Base
@@ -27,18 +27,18 @@ public struct SagaDefinitionError: Error, Hashable, Sendable, CustomStringConver
         public static let compensatableAfterPivot = Code(base: .compensatableAfterPivot)
         /// More than one step is a pivot.
         public static let multiplePivots = Code(base: .multiplePivots)
-        /// A retriable step comes before the pivot or before a compensatable step.
-        public static let retriableBeforePivot = Code(base: .retriableBeforePivot)
+        /// A retryable step comes before the pivot or before a compensatable step.
+        public static let retryableBeforePivot = Code(base: .retryableBeforePivot)
         /// The pivot is inside a parallel group.
         public static let pivotInParallelGroup = Code(base: .pivotInParallelGroup)
         /// A compensatable step has no compensation.
         public static let missingCompensation = Code(base: .missingCompensation)
-        /// A pivot or retriable step asks to compensate an unknown outcome.
+        /// A pivot or retryable step asks to compensate an unknown outcome.
         public static let invalidUnknownOutcomePolicy = Code(base: .invalidUnknownOutcomePolicy)
-        /// A parallel group holds both a retriable step and a compensatable one, in any order: if the
-        /// compensatable step failed for good, the retriable step's effect could stand while the saga
+        /// A parallel group holds both a retryable step and a compensatable one, in any order: if the
+        /// compensatable step failed for good, the retryable step's effect could stand while the saga
         /// compensates.
-        public static let retriableBesideCompensatable = Code(base: .retriableBesideCompensatable)
+        public static let retryableBesideCompensatable = Code(base: .retryableBesideCompensatable)
 
         public var description: String { base.rawValue }
     }

@@ -2,17 +2,9 @@ import Foundation
 import Logging
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Synchronization
 import Testing
-
-/// A fresh directory for one test, removed afterwards.
-func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
-    let directory = FileManager.default.temporaryDirectory
-        .appendingPathComponent("SagaKitSQLiteTests-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    return try await body(directory.path)
-}
 
 /// Runs `body` with a store on a fresh log in a temporary directory, and closes it.
 func withStore<T>(
@@ -20,7 +12,7 @@ func withStore<T>(
     _ body: (SQLiteSagaStore, String) async throws -> T
 ) async throws -> T {
     try await withTemporaryDirectory { directory in
-        let path = directory + "/sagas.sqlite"
+        let path = directory.path(of: "sagas.sqlite")
         let store = try SQLiteSagaStore(path: path, configuration: configuration)
         do {
             let result = try await body(store, path)

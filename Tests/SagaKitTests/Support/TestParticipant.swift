@@ -139,33 +139,34 @@ struct Receipt: Codable, Sendable, Equatable {
     var order: Int
 }
 
+extension Participant {
+    /// The action of step `name`: calls `name` with the step's key and attempt, and returns its receipt.
+    func action(_ name: String) -> @Sendable (StepContext<Order>) async throws -> Receipt {
+        { context in
+            try await self.call(name, key: context.idempotencyKey, attempt: context.attempt)
+            return Receipt(step: name, order: context.input.id)
+        }
+    }
+}
+
 /// A step calling a participant with its key and attempt; its compensation calls `undo-<name>`.
 func compensatable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<
     Order, Receipt
 > {
-    .compensatable(name, options: options) { context in
-        try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
-        return Receipt(step: name, order: context.input.id)
-    } compensation: { _, context in
+    .compensatable(name, options: options, action: participant.action(name)) { _, context in
         try await participant.call("undo-\(name)", key: context.idempotencyKey, attempt: context.attempt)
     }
 }
 
 func pivot(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<Order, Receipt>
 {
-    .pivot(name, options: options) { context in
-        try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
-        return Receipt(step: name, order: context.input.id)
-    }
+    .pivot(name, options: options, action: participant.action(name))
 }
 
-func retriable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<
+func retryable(_ name: String, _ participant: Participant, options: StepOptions = StepOptions()) -> SagaStep<
     Order, Receipt
 > {
-    .retriable(name, options: options) { context in
-        try await participant.call(name, key: context.idempotencyKey, attempt: context.attempt)
-        return Receipt(step: name, order: context.input.id)
-    }
+    .retryable(name, options: options, action: participant.action(name))
 }
 
 /// reserve (compensatable) → charge (compensatable) → ship (pivot); output: ship's receipt.

@@ -1,6 +1,6 @@
-import Foundation
 import SagaKit
 import SagaKitSQLite
+import SagaKitTesting
 import Synchronization
 
 /// The stores a suite runs over: the same tests, in memory and on a real SQLite file.
@@ -14,18 +14,17 @@ enum TestStoreKind: String, CaseIterable, CustomStringConvertible, Sendable {
 final class TestStores: Sendable {
     let kind: TestStoreKind
     let memory = InMemorySagaStore()
-    let directory: URL
+    let directory: TemporaryDirectory
     private let open = Mutex<[SQLiteSagaStore]>([])
 
     init(_ kind: TestStoreKind) throws {
         self.kind = kind
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sagakit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory(prefix: "SagaKitTests")
     }
 
-    deinit { try? FileManager.default.removeItem(at: directory) }
+    deinit { try? directory.remove() }
 
-    var path: String { directory.appendingPathComponent("sagas.sqlite").path }
+    var path: String { directory.path(of: "sagas.sqlite") }
 
     func open(configuration: SQLiteSagaStore.Configuration = SQLiteSagaStore.Configuration()) throws -> any SagaStore {
         switch kind {

@@ -1,4 +1,5 @@
 import Foundation
+import ShopDemo
 import ShopServices
 import Synchronization
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SagaKit
 import SagaKitSQLite
+import ShopDemo
 import ShopServices
 import Synchronization
 

@@ -1,4 +1,5 @@
 import Foundation
+import ShopDemo
 import ShopServices
 
 /// The human-readable rendering of the demo's results.

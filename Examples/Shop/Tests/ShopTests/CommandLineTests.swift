@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ShopDemo
 import ShopServices
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SagaKit
 import SagaKitSQLite
+import ShopDemo
 import ShopServices
 import Subprocess
 import Testing

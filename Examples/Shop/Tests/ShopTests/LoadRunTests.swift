@@ -1,5 +1,6 @@
 import Foundation
 import SagaKit
+import ShopDemo
 import ShopServices
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SagaKit
 import SagaKitSQLite
 import SagaKitTesting
@@ -35,7 +36,8 @@ struct PlaceOrderSagaTests {
         if failWrite { orders.faults.failNextWrites(1) }
         let saga = PlaceOrderSaga(products: products, orders: orders)
         let store = try SQLiteSagaStore(path: directory.file("sagas.sqlite"))
-        let engine = SagaEngine(store: store, logger: ShopRuntime.Options().logger)
+        let logger = Logger(label: "shop-tests", factory: { _ in SwiftLogNoOpLogHandler() })
+        let engine = SagaEngine(store: store, logger: logger)
         let outcome = try await withRunningSagaEngine(engine) { engine in
             try await engine.execute(saga.definition, id: id, input: order)
         }

@@ -1,7 +1,7 @@
 public import Foundation
 import GRDB
+import SQLiteGroupCommit
 import SagaKit
-import SagaKitSQLite
 
 /// The order service: orders, and the customers and products it knows, in its own SQLite file.
 ///

@@ -53,7 +53,7 @@ public final class WriteFaults: Sendable {
     public var injectedCount: Int { state.withLock { $0.injected } }
 
     /// Whether the write of the order with this key fails; counts it if so.
-    func shouldFail(key: String) -> Bool {
+    package func shouldFail(key: String) -> Bool {
         let draw = Self.unitInterval(seed: seed, key: key)
         return state.withLock { state in
             if state.pending > 0 {
@@ -104,7 +104,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return Self.mix(state)
     }
 
-    static func mix(_ value: UInt64) -> UInt64 {
+    /// The SplitMix64 finalizer: mixes the bits of `value`.
+    package static func mix(_ value: UInt64) -> UInt64 {
         var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

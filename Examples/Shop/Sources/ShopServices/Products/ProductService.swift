@@ -1,7 +1,7 @@
 public import Foundation
 import GRDB
+import SQLiteGroupCommit
 import SagaKit
-import SagaKitSQLite
 
 /// The product service: stock per product, in its own SQLite file.
 ///

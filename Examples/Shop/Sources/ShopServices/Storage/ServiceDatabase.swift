@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+package import GRDB
 
 /// A failure to open or use one of the shop's database files, with a one-line message.
 ///
@@ -33,13 +33,13 @@ public struct ShopStorageError: Error, Hashable, Sendable, CustomStringConvertib
 ///
 /// Each file records which service it belongs to in a `shop_meta` table, so that pointing the
 /// product service at the order database, or at somebody else's SQLite file, fails before anything
-/// is written.
-enum ServiceDatabase {
+/// is written. The demo (ShopDemo) opens its own files, and the monolith's, the same way.
+package enum ServiceDatabase {
     /// The first 16 bytes of every SQLite database file.
     static let sqliteMagic = Array("SQLite format 3\u{0}".utf8)
 
     /// Opens (creating if needed) the database of `service` at `path`.
-    static func open(path: String, service: String, migrator: DatabaseMigrator) throws -> DatabasePool {
+    package static func open(path: String, service: String, migrator: DatabaseMigrator) throws -> DatabasePool {
         try inspect(path: path, service: service)
         var configuration = Configuration()
         configuration.label = "ShopServices.\(service)"
@@ -71,7 +71,7 @@ enum ServiceDatabase {
 
     /// Refuses, without writing anything, a file that is not an SQLite database or that belongs to
     /// something other than `service`. A missing or empty file is fine: it will be created.
-    static func inspect(path: String, service: String) throws {
+    package static func inspect(path: String, service: String) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
         if isDirectory.boolValue {

@@ -1,5 +1,6 @@
 public import SagaKit
 import SagaKitTesting
+import ShopServices
 import Synchronization
 
 /// A named instant in a place-order saga where the demo can make its process "die".

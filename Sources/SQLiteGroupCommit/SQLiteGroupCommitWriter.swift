@@ -6,12 +6,15 @@ import Synchronization
 ///
 /// A participant that applies each idempotency key in its own database transaction pays one
 /// durable commit (one `fsync` with `synchronous = FULL`) per call, which caps it at the disk's
-/// commit rate however many sagas call it at once. The writer lifts the cap the way
-/// ``SQLiteSagaStore`` does for the saga log: ``write(_:)`` queues its closure; the first write to
-/// find the writer idle starts a drain on the pool's serial writer queue, which runs every queued
-/// closure inside its own `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction, commits, resumes every
-/// caller, and repeats while writes keep arriving. A lone write commits at once, with no added wait;
-/// writes that arrive during a commit share the next one.
+/// commit rate however many sagas call it at once. The writer lifts the cap the way SagaKitSQLite's
+/// `SQLiteSagaStore` does for the saga log, with the same queue: ``write(_:)`` queues its closure;
+/// the first write to find the writer idle starts a drain on the pool's serial writer queue, which
+/// runs every queued closure inside its own `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction,
+/// commits, resumes every caller, and repeats while writes keep arriving. A lone write commits at
+/// once, with no added wait; writes that arrive during a commit share the next one.
+///
+/// The writer lives in the `SQLiteGroupCommit` library, which depends on GRDB alone: a participant
+/// service imports it for its own database without depending on SagaKit or the saga log.
 ///
 /// ```swift
 /// let pool = try DatabasePool(path: "products.sqlite", configuration: configuration)
@@ -30,21 +33,15 @@ import Synchronization
 ///   Durability is the pool's: with `PRAGMA synchronous = FULL`, a write returns only once it is on
 ///   disk.
 public final class SQLiteGroupCommitWriter: Sendable {
-    private struct Job: Sendable {
+    /// One caller's write.
+    fileprivate struct Job: Sendable {
         /// Runs the caller's closure and keeps its result for `finish`.
         let run: @Sendable (Database) throws -> Void
         /// Resumes the caller: with the kept result, or with the error.
         let finish: @Sendable ((any Error)?) -> Void
     }
 
-    private struct State {
-        var queue: [Job] = []
-        var isDraining = false
-    }
-
-    private let pool: DatabasePool
-    private let state = Mutex(State())
-    private let commits = Atomic<Int>(0)
+    private let queue: GroupCommitQueue<Committer>
 
     /// Creates a writer over a pool; use it for the writes that many callers make at once.
     ///
@@ -55,7 +52,7 @@ public final class SQLiteGroupCommitWriter: Sendable {
     /// let writer = SQLiteGroupCommitWriter(pool)
     /// ```
     public init(_ pool: DatabasePool) {
-        self.pool = pool
+        self.queue = GroupCommitQueue(pool, savepoint: "sagakit_group_write")
     }
 
     /// How many transactions the writer has committed; fewer than writes when it batched.
@@ -63,7 +60,7 @@ public final class SQLiteGroupCommitWriter: Sendable {
     /// ```swift
     /// print(writer.committedTransactionCount)
     /// ```
-    public var committedTransactionCount: Int { commits.load(ordering: .relaxed) }
+    public var committedTransactionCount: Int { queue.committedTransactionCount }
 
     /// Runs `body` in a savepoint of the next group commit and returns its result once that commit is
     /// durable.
@@ -97,58 +94,23 @@ public final class SQLiteGroupCommitWriter: Sendable {
                         continuation.resume(throwing: DatabaseError(message: "a group-commit write produced no result"))
                     }
                 })
-            state.withLock { state in
-                state.queue.append(job)
-                if !state.isDraining {
-                    state.isDraining = true
-                    pool.asyncWriteWithoutTransaction { db in self.drain(db) }
-                }
-            }
+            // The writer never closes its queue, so every write is accepted.
+            _ = queue.enqueue(job, for: Committer())
         }
     }
+}
 
-    /// Commits batches until the queue is empty. Runs on the pool's writer queue.
-    private func drain(_ db: Database) {
-        while true {
-            let batch = state.withLock { state in
-                var batch: [Job] = []
-                swap(&batch, &state.queue)
-                if batch.isEmpty { state.isDraining = false }
-                return batch
-            }
-            if batch.isEmpty { return }
-            commit(batch, db)
-        }
+/// Runs the writer's jobs: every job of a lost batch runs again alone, and a job's outcome is its own
+/// error, the loss, or the result its closure kept.
+private struct Committer: GroupCommitter {
+    func apply(_ job: SQLiteGroupCommitWriter.Job, _ db: Database, _ context: Void) throws {
+        try job.run(db)
     }
 
-    private func commit(_ batch: [Job], _ db: Database) {
-        var errors = [(any Error)?](repeating: nil, count: batch.count)
-        do {
-            try db.beginTransaction(.immediate)
-            for index in batch.indices {
-                try db.execute(sql: "SAVEPOINT sagakit_group_write")
-                do {
-                    try batch[index].run(db)
-                    try db.execute(sql: "RELEASE SAVEPOINT sagakit_group_write")
-                } catch {
-                    errors[index] = error
-                    // SQLite rolled the whole transaction back (a full disk, an I/O error).
-                    guard db.isInsideTransaction else { throw error }
-                    try db.execute(sql: "ROLLBACK TO SAVEPOINT sagakit_group_write")
-                    try db.execute(sql: "RELEASE SAVEPOINT sagakit_group_write")
-                }
-            }
-            try db.commit()
-        } catch {
-            if db.isInsideTransaction { try? db.rollback() }
-            if batch.count > 1 {
-                for job in batch { commit([job], db) }
-            } else {
-                batch[0].finish(errors[0] ?? error)
-            }
-            return
+    func finish(_ job: SQLiteGroupCommitWriter.Job, _ outcome: GroupCommitOutcome<Void>) {
+        switch outcome {
+        case .committed: job.finish(nil)
+        case .failed(let error), .lost(let error, _): job.finish(error)
         }
-        commits.add(1, ordering: .relaxed)
-        for (job, error) in zip(batch, errors) { job.finish(error) }
     }
 }

@@ -1,4 +1,5 @@
 public import Logging
+import ShopServices
 
 /// A command line of `saga-demo` that cannot be run, in one line (no usage dump, no stack trace).
 ///

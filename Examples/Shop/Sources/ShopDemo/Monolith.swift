@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SagaKit
+public import ShopServices
 
 /// The shop before the split: users, products and orders in **one** SQLite file, and one transaction
 /// per order, the way the article's monolith placed them.

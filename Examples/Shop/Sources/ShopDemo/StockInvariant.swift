@@ -1,3 +1,5 @@
+public import ShopServices
+
 /// The shop's stock invariant, read from the databases: for every product, the units it ever received
 /// (opening stock plus deliveries) equal the units in stock plus the units in confirmed orders.
 ///

@@ -1,5 +1,6 @@
 public import Foundation
 public import SagaKit
+import ShopServices
 
 /// A saga's history as a readable timeline: one entry per log record, with offsets, durations and
 /// idempotency keys, built from `SagaEngine.history(of:)`.

@@ -1,6 +1,7 @@
 public import Logging
 public import SagaKit
 public import SagaKitSQLite
+public import ShopServices
 
 /// What the demo shop sells and who buys there: seeded into a new data directory.
 public enum ShopCatalog {

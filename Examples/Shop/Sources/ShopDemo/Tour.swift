@@ -1,5 +1,6 @@
 import SagaKit
 import SagaKitSQLite
+public import ShopServices
 
 /// One scenario of the guided tour, as the databases and the saga log tell it afterwards.
 public struct ScenarioReport: Codable, Hashable, Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ShopServices
 
 #if canImport(Glibc)
     import Glibc

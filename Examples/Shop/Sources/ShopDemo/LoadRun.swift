@@ -1,6 +1,7 @@
 import Foundation
 import SagaKit
 import SagaKitSQLite
+public import ShopServices
 
 /// Settings of a load run; every property states its default.
 public struct LoadOptions: Hashable, Sendable {
