@@ -279,22 +279,7 @@ public final class ParticipantFaults: Sendable {
     }
 
     private func hangUntilCancelled() async throws {
-        let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let cancelled = gate.withLock { slot -> Bool in
-                    if Task.isCancelled { return true }
-                    slot = continuation
-                    return false
-                }
-                if cancelled { continuation.resume() }
-            }
-        } onCancel: {
-            gate.withLock { slot in
-                slot?.resume()
-                slot = nil
-            }
-        }
-        throw CancellationError()
+        // Never set: the wait ends only when the task is cancelled, with CancellationError.
+        try await OneShot<Void>().value()
     }
 }

@@ -61,7 +61,7 @@ public struct SagaScheduleRunner: Sendable {
                 }
                 for (index, operation) in schedule.operations.enumerated() {
                     group.addTask {
-                        await triggers.gate(index).wait()
+                        try? await triggers.gate(index).value()
                         // Refusals are expected (the saga is not in a state that allows the action); an
                         // action must never break an invariant, which the checks below see.
                         try? await Self.perform(operation.action, on: ids[operation.saga], engine: engine)
@@ -211,16 +211,16 @@ final class OperationTriggers: Sendable {
 
     private let operations: [SagaSchedule.Operation]
     private let ids: [String]
-    private let gates: [OperationGate]
+    private let gates: [OneShot<Void>]
     private let state = Mutex(State())
 
     init(_ operations: [SagaSchedule.Operation], ids: [String]) {
         self.operations = operations
         self.ids = ids
-        self.gates = operations.map { _ in OperationGate() }
+        self.gates = operations.map { _ in OneShot<Void>() }
     }
 
-    func gate(_ index: Int) -> OperationGate { gates[index] }
+    func gate(_ index: Int) -> OneShot<Void> { gates[index] }
 
     func configure(_ configuration: SagaEngine.Configuration) -> SagaEngine.Configuration {
         guard !operations.isEmpty else { return configuration }
@@ -245,7 +245,7 @@ final class OperationTriggers: Sendable {
             state.opened.formUnion(due)
             return due
         }
-        for index in due { gates[index].open() }
+        for index in due { gates[index].succeed() }
     }
 
     func answered(saga: Int) {
@@ -254,32 +254,7 @@ final class OperationTriggers: Sendable {
             state.opened.formUnion(due)
             return due
         }
-        for index in due { gates[index].open() }
-    }
-}
-
-/// A one-shot gate an operation waits on.
-final class OperationGate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let go = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if go { continuation.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
+        for index in due { gates[index].succeed() }
     }
 }
 

@@ -78,8 +78,9 @@ public struct SagaHandle<Output: Codable & Sendable>: Sendable {
     /// while the engine's ``SagaEngine/run()`` is running (or has run).
     ///
     /// - Throws: ``SagaError`` with code ``SagaError/Code/interrupted`` when the engine stops first
-    ///   (the saga resumes from the log on the next start), ``SagaError/Code/unknownSaga``, or
-    ///   ``SagaError/Code/undecodablePayload`` when the logged output no longer decodes as `Output`.
+    ///   (the saga resumes from the log on the next start), ``SagaError/Code/unknownSaga``,
+    ///   ``SagaError/Code/undecodablePayload`` when the logged output no longer decodes as `Output`,
+    ///   or `CancellationError` when the waiting task is cancelled (the saga runs on regardless).
     public func outcome() async throws -> SagaOutcome<Output> {
         try engine.decodeOutcome(try await engine.settlement(of: sagaID), as: Output.self)
     }
