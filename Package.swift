@@ -168,6 +168,7 @@ let package = Package(
                 "SagaKitTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             path: "Examples/Shop/Tests/ShopTests",

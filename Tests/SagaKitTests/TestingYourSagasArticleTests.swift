@@ -5,6 +5,7 @@
 
 // ARTICLE-BEGIN participants
 import Foundation
+import PropertyBased
 import SagaKit
 import SagaKitSQLite
 import SagaKitTesting
@@ -87,6 +88,35 @@ struct TestingYourSagasArticleTests {
         }
     }
     // ARTICLE-END crash-test
+
+    // ARTICLE-BEGIN property-test
+    @Test func placeOrderKeepsItsInvariantsUnderGeneratedFaults() async throws {
+        let test = try await SagaPropertyTest {
+            let products = Products()  // a fresh world for every plan
+            let orders = Orders()
+            let stockAddsUp = SagaWorldInvariant<PlaceOrderInput, NoOutput>("stock + sold + held = 10") { sagas in
+                let (left, sold) = (await products.stock["tea"] ?? 0, await orders.sold["tea"] ?? 0)
+                let (deducted, ordered) = (await products.applied, await orders.keys)
+                // Units deducted for an order never written: only a saga that needs attention may hold them.
+                let holding = sagas.filter {
+                    deducted.contains("\($0.sagaID)/deduct-stock") && !ordered.contains("\($0.sagaID)/create-order")
+                }
+                if let stuck = holding.first(where: { $0.status != .needsAttention }) {
+                    return "\(stuck.sagaID) holds stock"
+                }
+                let held = holding.reduce(0) { $0 + $1.input.quantity }
+                return left + sold + held == 10 ? nil : "stock \(left) + sold \(sold) + held \(held)"
+            }
+            return SagaWorld(definition: placeOrder(products, orders), invariants: [stockAddsUp])
+        }
+        // Up to three concurrent orders, each with generated faults, and perhaps a crash.
+        let orders = Gen.int(in: 1...4).map { PlaceOrderInput(product: "tea", quantity: $0) }
+        await propertyCheck(count: test.count, input: test.plans(inputs: orders)) { plan in
+            let violations = try await test.check(plan)
+            #expect(violations.isEmpty, "\(plan)\n\(violations)")
+        }
+    }
+    // ARTICLE-END property-test
 
     // ARTICLE-BEGIN fault-names
     @Test func faultsNameStepsOfTheSaga() throws {
@@ -202,7 +232,9 @@ struct TestingYourSagasArticleTests {
         let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
         let compiled = Self.sourceRegions(source)
         let shown = Self.articleBlocks(article)
-        let names = ["participants", "definition", "crash-test", "fault-names", "idempotence-test", "saga-id"]
+        let names = [
+            "participants", "definition", "crash-test", "property-test", "fault-names", "idempotence-test", "saga-id",
+        ]
         #expect(Set(compiled.keys) == Set(names))
         #expect(shown.map(\.name) == names, "every Swift block in the article is compiled here, once, in this order")
         for block in shown {

@@ -5,4 +5,5 @@ extension Tag {
     @Tag static var engine: Self
     @Tag static var recovery: Self
     @Tag static var observability: Self
+    @Tag static var testingKit: Self
 }

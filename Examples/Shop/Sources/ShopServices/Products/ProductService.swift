@@ -37,15 +37,30 @@ public final class ProductService: Sendable {
     /// Batches concurrent saga calls into shared transactions (one disk sync for many), each call
     /// still applied, or refused, on its own.
     let writer: SQLiteGroupCommitWriter
+    /// A deliberately broken behaviour, for the shop's property test to catch; never set otherwise.
+    let plantedBug: PlantedBug?
+
+    /// A bug the shop's property test plants to show it is caught.
+    package enum PlantedBug: Sendable {
+        /// A refund of a key already refunded gives the units back again: a refund that is not
+        /// idempotent.
+        case refundIgnoresItsKey
+    }
 
     /// Opens the product database at `path`, creating it if needed.
     ///
     /// - Throws: ``ShopStorageError`` when the file is not an SQLite database, belongs to another
     ///   service, or cannot be created.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, plantedBug: nil)
+    }
+
+    /// Opens the product database with a planted bug (the shop's tests only).
+    package init(path: String, plantedBug: PlantedBug?) throws {
         self.path = path
         self.database = try ServiceDatabase.open(path: path, service: "products", migrator: Self.migrator)
         self.writer = SQLiteGroupCommitWriter(database)
+        self.plantedBug = plantedBug
     }
 
     /// Closes the database; later calls fail.
@@ -227,6 +242,12 @@ public final class ProductService: Sendable {
                 try db.execute(
                     sql: "UPDATE stock_movements SET state = 'refunded', settled_at = ? WHERE idempotency_key = ?",
                     arguments: [now.timeIntervalSince1970, key])
+                return StockRefund(
+                    key: key, result: .refunded, product: movement.product, quantity: movement.quantity)
+            case .refunded where self.plantedBug == .refundIgnoresItsKey:
+                try db.execute(
+                    sql: "UPDATE products SET stock = stock + ? WHERE name = ?",
+                    arguments: [movement.quantity, movement.product])
                 return StockRefund(
                     key: key, result: .refunded, product: movement.product, quantity: movement.quantity)
             case .refunded:
