@@ -20,6 +20,9 @@ let package = Package(
         .library(name: "SagaKitSQLite", targets: ["SagaKitSQLite"]),
         .library(name: "SagaKitTesting", targets: ["SagaKitTesting"]),
         .library(name: "SQLiteGroupCommit", targets: ["SQLiteGroupCommit"]),
+        // The shop example's services, for the networked shop in Examples/Microservices (its own
+        // package, so gRPC and the HTTP server never enter what a library user builds).
+        .library(name: "ShopServices", targets: ["ShopServices"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
