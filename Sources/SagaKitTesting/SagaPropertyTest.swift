@@ -57,6 +57,10 @@ public struct SagaPropertyTest<Input: Codable & Sendable, Output: Codable & Send
     public var configuration: SagaEngine.Configuration
     /// The invariants every saga must satisfy, besides the world's. Default ``SagaInvariant/builtIn``.
     public var invariants: [SagaInvariant] = SagaInvariant.builtIn
+    /// How long one plan may take, on the wall clock, before ``check(_:)`` stops it and reports that
+    /// it hangs (with the plan, so the hang can be replayed). Default 60 seconds: a plan takes
+    /// milliseconds, so only a saga or engine that never finishes reaches it.
+    public var planTimeLimit: Duration = .seconds(60)
     /// Simpler versions of an input, tried by ``shrunk(_:attempts:)``. Default: none.
     ///
     /// ```swift
@@ -178,6 +182,35 @@ public struct SagaPropertyTest<Input: Codable & Sendable, Output: Codable & Send
     /// - Throws: ``ParticipantFaultsError`` when the plan names a step the world's definition does not
     ///   have; errors of `makeWorld`, ``makeStore`` and ``closeStore``.
     public func check(_ plan: SagaFaultPlan<Input>) async throws -> [InvariantViolation] {
+        // The plan runs in a task of its own, so that even a hang that ignores cancellation is
+        // reported (and left behind) rather than hanging the property.
+        let answer = OneShot<[InvariantViolation]?>()
+        let work = Task {
+            do {
+                answer.set(.success(try await self.checkWithoutLimit(plan)))
+            } catch {
+                answer.set(.failure(error))
+            }
+        }
+        let limit = planTimeLimit
+        let watchdog = Task {
+            try? await Task.sleep(for: limit)
+            answer.set(.success(nil))
+        }
+        let violations = try await answer.value()
+        watchdog.cancel()
+        guard let violations else {
+            work.cancel()
+            return [
+                InvariantViolation(
+                    sagaID: "(plan)", invariant: "finishes within planTimeLimit",
+                    message: "the plan did not finish within \(limit): a saga or the engine hangs", crashPoint: nil)
+            ]
+        }
+        return violations
+    }
+
+    func checkWithoutLimit(_ plan: SagaFaultPlan<Input>) async throws -> [InvariantViolation] {
         let world = try await makeWorld()
         let definition = world.definition
         let ids = plan.sagas.indices.map { "property-saga-\($0)" }

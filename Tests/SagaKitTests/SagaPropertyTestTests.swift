@@ -99,6 +99,15 @@ struct SagaPropertyTestTests {
         #expect(try await test.check(SagaFaultPlan(sagas: [.init(input: Order(id: 1))])).isEmpty)
     }
 
+    @Test func aPlanThatHangsIsReportedNotWaitedFor() async throws {
+        let participant = Participant()
+        participant.script("charge", [.hang])
+        var test = try await SagaPropertyTest { Self.world(participant) }
+        test.planTimeLimit = .milliseconds(300)
+        let violations = try await test.check(SagaFaultPlan(sagas: [.init(input: Order(id: 1))]))
+        #expect(violations.map(\.invariant) == ["finishes within planTimeLimit"])
+    }
+
     @Test func aFaultInAStepTheSagaDoesNotHaveIsRefused() async throws {
         let test = try await SagaPropertyTest { Self.world() }
         let typo = SagaFaultPlan<Order>.Fault(step: "chrage", fault: .fail(call: 1))

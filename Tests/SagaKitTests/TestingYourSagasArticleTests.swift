@@ -57,7 +57,7 @@ func placeOrder(_ products: Products, _ orders: Orders) -> SagaDefinition<PlaceO
 }
 // ARTICLE-END definition
 
-@Suite("Testing your sagas (article)", .timeLimit(.minutes(1)))
+@Suite("Testing your sagas (article)", .timeLimit(.minutes(3)))
 struct TestingYourSagasArticleTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
