@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "product-service", targets: ["product-service"]),
         .executable(name: "user-service", targets: ["user-service"]),
         .executable(name: "order-service", targets: ["order-service"]),
+        .executable(name: "shop", targets: ["shop"]),
     ],
     dependencies: [
         .package(name: "SagaKit", path: "../.."),
@@ -42,8 +43,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
+        // MARK: readiness, shared by the three executables (no dependency)
+        .target(name: "SignalReadiness", swiftSettings: strictSettings),
         // MARK: product-service (gRPC)
         .target(
             name: "ProductContract",
@@ -73,6 +77,7 @@ let package = Package(
             name: "product-service",
             dependencies: [
                 "ProductServer",
+                "SignalReadiness",
                 .product(name: "ShopServices", package: "SagaKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,6 +126,7 @@ let package = Package(
         .executableTarget(
             name: "user-service",
             dependencies: [
+                "SignalReadiness",
                 "UserServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -165,6 +171,7 @@ let package = Package(
             name: "order-service",
             dependencies: [
                 "OrderServer",
+                "SignalReadiness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -193,6 +200,41 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // MARK: contracts (OpenAPI)
+        .testTarget(
+            name: "ContractTests",
+            dependencies: [
+                "HTTPSupport",
+                "OrderServer",
+                "UserServer",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "SagaKit", package: "SagaKit"),
+                .product(name: "SagaKitSQLite", package: "SagaKit"),
+                .product(name: "SagaKitTesting", package: "SagaKit"),
+                .product(name: "ShopServices", package: "SagaKit"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // MARK: the shop command (up, demo, load)
+        .executableTarget(
+            name: "shop",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

@@ -42,7 +42,10 @@ public struct OrderAPI: Sendable {
             return order
         }
         router.get("sagas/:id") { _, context -> SagaTimeline in
-            let id = context.parameters.get("id") ?? ""
+            // The path parameter arrives percent-encoded: `order-a%3Ab` (as encodeURIComponent writes it)
+            // names the saga `order-a:b`.
+            let raw = context.parameters.get("id") ?? ""
+            let id = raw.removingPercentEncoding ?? raw
             guard let summary = try await engine.summary(of: id) else {
                 throw HTTPError(.notFound, message: "no saga with id '\(id)'")
             }

@@ -60,9 +60,12 @@ public struct OrderServiceApp: Sendable {
         var configuration = SagaEngine.Configuration()
         configuration.metricsFactory = PrometheusMetricsFactory(registry: registry)
         engine = SagaEngine(store: store, configuration: configuration, logger: logger)
+        // 20 attempts, backoff capped at 2 s: about 15 s of retries on average, enough to ride out a
+        // product-service restart plus the gRPC client's own reconnect backoff (1 s, then ×1.6), during
+        // which calls fail at once. 8 attempts spent about 3.5 s and refused orders under a restart.
         definition = PlaceOrderSaga.definition(
             users: HTTPUserDirectory(baseURL: settings.userServiceURL), stock: stock,
-            options: StepOptions(retry: .exponential(maxAttempts: 8, maxBackoff: .seconds(2)), timeout: .seconds(5)))
+            options: StepOptions(retry: .exponential(maxAttempts: 20, maxBackoff: .seconds(2)), timeout: .seconds(5)))
         try engine.register(definition)
     }
 

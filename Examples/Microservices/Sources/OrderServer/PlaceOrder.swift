@@ -71,9 +71,12 @@ public enum PlaceOrderSaga {
     ///   - users: user-service.
     ///   - stock: product-service.
     ///   - options: Retry and timeout settings of the remote steps (not part of the fingerprint).
-    public static func definition(users: any UserDirectory, stock: any StockService, options: StepOptions)
-        -> SagaDefinition<PlaceOrder, PlacedOrder>
-    {
+    ///   - maxQuantityPerOrder: order-service's own rule, checked when it writes the order, after the
+    ///     stock was deducted: a larger order is refused there and its stock refunded (the article's
+    ///     failure: the order write fails after the deduction).
+    public static func definition(
+        users: any UserDirectory, stock: any StockService, options: StepOptions, maxQuantityPerOrder: Int32 = 10
+    ) -> SagaDefinition<PlaceOrder, PlacedOrder> {
         let checkUser = SagaStep<PlaceOrder, Int64>.compensatable("check-user", options: options) { context in
             try await users.requireUser(id: context.input.userID)
             return context.input.userID
@@ -90,7 +93,12 @@ public enum PlaceOrderSaga {
             try await stock.refund(key: context.idempotencyKey)
         }
         let createOrder = SagaStep<PlaceOrder, PlacedOrder>.local("create-order", kind: .pivot) { db, context in
-            try OrderDatabase.insert(context.input, sagaID: context.sagaID, in: db)
+            guard context.input.quantity <= maxQuantityPerOrder else {
+                throw NonRetryableError(
+                    "order-service writes at most \(maxQuantityPerOrder) units in one order, not \(context.input.quantity)",
+                    type: "QuantityOverLimit")
+            }
+            return try OrderDatabase.insert(context.input, sagaID: context.sagaID, in: db)
         }
         return SagaDefinition(name, returning: createOrder) {
             checkUser

@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
@@ -75,7 +75,11 @@ public final class ProductServerService: Service, Sendable {
     ///   - products: The product service the calls go to.
     ///   - configuration: Where to listen.
     ///   - logger: The server's logger; the gRPC service logs through it too.
-    public init(products: ProductService, configuration: Configuration = Configuration(), logger: Logger) {
+    ///   - interceptors: Applied to every call, in order (the test fault ``LostDeductReplies``).
+    public init(
+        products: ProductService, configuration: Configuration = Configuration(), logger: Logger,
+        interceptors: [any ServerInterceptor] = []
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.health = HealthService()
@@ -86,7 +90,8 @@ public final class ProductServerService: Service, Sendable {
         let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext)
         self.server = GRPCServer(
             transport: transport,
-            services: [ProductGRPCService(products: products, logger: logger), health])
+            services: [ProductGRPCService(products: products, logger: logger), health],
+            interceptors: interceptors)
     }
 
     /// The address the server is bound to, once ``run()`` has bound it (this waits until then).

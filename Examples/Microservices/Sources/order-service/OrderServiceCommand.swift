@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OrderServer
+import SignalReadiness
 
 /// order-service: places orders with the SagaKit place-order saga, over HTTP.
 @main
@@ -38,7 +39,11 @@ struct OrderServiceCommand: AsyncParsableCommand {
         settings.userServiceURL = userService
         let app = try OrderServiceApp(settings: settings, logger: logger)
         let host = self.host
-        try await app.run { port in
+        try await app.run { [logger] port in
+            // Announce only once a SIGTERM right after the line would shut down gracefully.
+            if !(await SignalReadiness.waitUntilShutdownSignalsTrapped()) {
+                logger.warning("the SIGTERM and SIGINT handlers are not installed yet; a signal now would not drain")
+            }
             FileHandle.standardOutput.write(Data("order-service listening on \(host):\(port)\n".utf8))
         }
     }

@@ -4,6 +4,7 @@ import Logging
 import ProductServer
 import ServiceLifecycle
 import ShopServices
+import SignalReadiness
 import UnixSignals
 
 /// `product-service`: the networked shop's product service, over gRPC.
@@ -43,7 +44,18 @@ struct ProductServiceCommand: AsyncParsableCommand {
         help: "The lowest log level written to standard error: trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    /// A test-only fault: see ``LostDeductReplies``.
+    @Option(
+        help: ArgumentHelp(
+            "Test fault: apply the first N successful DeductStock calls, then answer each with UNAVAILABLE "
+                + "as if its reply were lost.",
+            valueName: "n", visibility: .hidden))
+    var loseDeductReplies = 0
+
     func validate() throws {
+        guard loseDeductReplies >= 0 else {
+            throw ValidationError("--lose-deduct-replies must not be negative, got \(loseDeductReplies)")
+        }
         if let port, !(0...65_535).contains(port) {
             throw ValidationError("--port must be from 0 to 65535, got \(port)")
         }
@@ -89,7 +101,8 @@ struct ProductServiceCommand: AsyncParsableCommand {
         let server = ProductServerService(
             products: products,
             configuration: .init(host: host, port: try resolvedPort()),
-            logger: logger)
+            logger: logger,
+            interceptors: loseDeductReplies > 0 ? [LostDeductReplies(count: loseDeductReplies, logger: logger)] : [])
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: server, serviceName: "product-service")],
@@ -101,7 +114,7 @@ struct ProductServiceCommand: AsyncParsableCommand {
                 tasks.addTask { try await group.run() }
                 // When binding fails, the group's own error (address in use…) is the one to report.
                 guard let address = try? await server.listeningAddress else { return }
-                if !(await SignalReadiness.waitUntilTrapped([SIGTERM, SIGINT])) {
+                if !(await SignalReadiness.waitUntilShutdownSignalsTrapped()) {
                     logger.warning(
                         "the SIGTERM and SIGINT handlers are not installed yet; a signal now would not drain")
                 }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ShopServices
+import SignalReadiness
 import UserServer
 
 /// user-service: the shop's users over HTTP, on their own database.
@@ -30,8 +31,13 @@ struct UserServiceCommand: AsyncParsableCommand {
         let app = Application(
             router: UserAPI(users: users).router(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "user-service"),
-            onServerRunning: { channel in
+            onServerRunning: { [logger] channel in
                 let port = channel.localAddress?.port ?? 0
+                // Announce only once a SIGTERM right after the line would shut down gracefully.
+                if !(await SignalReadiness.waitUntilShutdownSignalsTrapped()) {
+                    logger.warning(
+                        "the SIGTERM and SIGINT handlers are not installed yet; a signal now would not drain")
+                }
                 FileHandle.standardOutput.write(Data("user-service listening on \(host):\(port)\n".utf8))
             },
             logger: logger

@@ -1,0 +1,200 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// The three services on loopback over one data directory.
+final class Shop: Sendable {
+    let dataDirectory: String
+    let productPort: Int
+    let userPort: Int
+    let orderPort: Int
+    let processes: Mutex<[String: ServiceProcess]>
+
+    private init(
+        dataDirectory: String, productPort: Int, userPort: Int, orderPort: Int, processes: [String: ServiceProcess]
+    ) {
+        self.dataDirectory = dataDirectory
+        self.productPort = productPort
+        self.userPort = userPort
+        self.orderPort = orderPort
+        self.processes = Mutex(processes)
+    }
+
+    /// Starts product-service, user-service and order-service (ports 0: any free port).
+    static func start(dataDirectory: String, productPort: Int = 0, userPort: Int = 0, orderPort: Int = 0) async throws
+        -> Shop
+    {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        let product = ServiceProcess("product-service", productArguments(dataDirectory, port: productPort))
+        let productBound = try await product.start()
+        let user = ServiceProcess(
+            "user-service", ["--port", "\(userPort)", "--data-dir", path(dataDirectory, "users")])
+        let userBound: Int
+        do { userBound = try await user.start() } catch {
+            await product.terminate()
+            throw error
+        }
+        let order = ServiceProcess(
+            "order-service", orderArguments(dataDirectory, port: orderPort, product: productBound, user: userBound))
+        let orderBound: Int
+        do { orderBound = try await order.start() } catch {
+            await product.terminate()
+            await user.terminate()
+            throw error
+        }
+        return Shop(
+            dataDirectory: dataDirectory, productPort: productBound, userPort: userBound, orderPort: orderBound,
+            processes: ["product-service": product, "user-service": user, "order-service": order])
+    }
+
+    static func path(_ directory: String, _ name: String) -> String {
+        (directory as NSString).appendingPathComponent(name)
+    }
+
+    static func productArguments(_ directory: String, port: Int) -> [String] {
+        ["--port", "\(port)", "--data-dir", path(directory, "products")]
+    }
+
+    static func orderArguments(_ directory: String, port: Int, product: Int, user: Int) -> [String] {
+        [
+            "--port", "\(port)", "--data-dir", path(directory, "orders"), "--product-service", "127.0.0.1:\(product)",
+            "--user-service", "http://127.0.0.1:\(user)",
+        ]
+    }
+
+    /// Kills a service (SIGKILL), as a crash would.
+    func kill(_ name: String) async {
+        await processes.withLock { $0[name] }?.kill()
+    }
+
+    /// Starts a killed service again on its port.
+    func restart(_ name: String) async throws {
+        let arguments =
+            name == "product-service"
+            ? Self.productArguments(dataDirectory, port: productPort)
+            : Self.orderArguments(dataDirectory, port: orderPort, product: productPort, user: userPort)
+        let process = ServiceProcess(name, arguments)
+        _ = try await process.start()
+        processes.withLock { $0[name] = process }
+    }
+
+    /// Stops every service gracefully, order-service first.
+    func stop() async {
+        for name in ["order-service", "user-service", "product-service"] {
+            await processes.withLock { $0[name] }?.terminate()
+        }
+    }
+
+    // MARK: HTTP
+
+    struct Answer: Sendable {
+        var status: UInt
+        var body: String
+    }
+
+    func post(_ port: Int, _ path: String, _ body: String, key: String? = nil) async throws -> Answer {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
+        request.body = .bytes(ByteBuffer(string: body))
+        return try await send(request)
+    }
+
+    func get(_ port: Int, _ path: String) async throws -> Answer {
+        try await send(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"))
+    }
+
+    func send(_ request: HTTPClientRequest) async throws -> Answer {
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let body = try await response.body.collect(upTo: 4 << 20)
+        return Answer(status: response.status.code, body: String(buffer: body))
+    }
+
+    func order(_ user: Int, _ product: Int, _ quantity: Int, key: String) async throws -> Answer {
+        try await post(
+            orderPort, "/orders", #"{"user_id": \#(user), "product_id": \#(product), "quantity": \#(quantity)}"#,
+            key: key)
+    }
+
+    /// The saga's timeline, as `step kind` lines.
+    func timeline(_ sagaID: String) async throws -> [String] {
+        let answer = try await get(orderPort, "/sagas/\(sagaID)")
+        guard answer.status == 200,
+            let object = try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any],
+            let records = object["records"] as? [[String: Any]]
+        else { return ["(no timeline: HTTP \(answer.status))"] }
+        return records.map { record in
+            let kind = record["kind"] as? String ?? "?"
+            let step = (record["step"] as? String).map { " \($0)" } ?? ""
+            let attempt = (record["attempt"] as? Int).map { " #\($0)" } ?? ""
+            let error = (record["error"] as? String).map { "  (\($0))" } ?? ""
+            return "\(kind)\(step)\(attempt)\(error)"
+        }
+    }
+
+    /// The saga's status from its timeline.
+    func status(_ sagaID: String) async throws -> String? {
+        let answer = try await get(orderPort, "/sagas/\(sagaID)")
+        guard answer.status == 200 else { return nil }
+        return (try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any])?["status"] as? String
+    }
+
+    // MARK: The invariant, from the databases
+
+    struct Invariant: CustomStringConvertible {
+        var product: Int
+        var opening: Int
+        var stock: Int
+        var ordered: Int
+        var deductionsKept: Int
+        var refundsWithoutDeduction: Int
+        var holds: Bool {
+            stock + ordered == opening && deductionsKept == ordered && refundsWithoutDeduction == 0
+        }
+        var description: String {
+            "product \(product): \(stock) in stock + \(ordered) ordered = \(stock + ordered) (opening \(opening)); deductions kept \(deductionsKept); refunds without a deduction \(refundsWithoutDeduction) → \(holds ? "holds" : "BROKEN")"
+        }
+    }
+
+    /// Stock + ordered units = opening stock, read from product-service's and order-service's files.
+    func invariant(product: Int, opening: Int) throws -> Invariant {
+        let products = try Self.read(Self.path(dataDirectory, "products/products.sqlite"))
+        let orders = try Self.read(Self.path(dataDirectory, "orders/sagas.sqlite"))
+        defer {
+            try? products.close()
+            try? orders.close()
+        }
+        let name = "\(product)"
+        return try Invariant(
+            product: product, opening: opening,
+            stock: products.read {
+                try Int.fetchOne($0, sql: "SELECT stock FROM products WHERE name = ?", arguments: [name]) ?? 0
+            },
+            ordered: orders.read {
+                try Int.fetchOne(
+                    $0, sql: "SELECT COALESCE(SUM(quantity), 0) FROM shop_orders WHERE product_id = ?",
+                    arguments: [product]) ?? 0
+            },
+            deductionsKept: products.read {
+                try Int.fetchOne(
+                    $0,
+                    sql:
+                        "SELECT COALESCE(SUM(quantity), 0) FROM stock_movements WHERE state = 'deducted' AND product = ?",
+                    arguments: [name]) ?? 0
+            },
+            refundsWithoutDeduction: products.read {
+                try Int.fetchOne(
+                    $0, sql: "SELECT COUNT(*) FROM stock_movements WHERE state = 'refunded' AND quantity <= 0") ?? 0
+            })
+    }
+
+    static func read(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.readonly = true
+        return try DatabaseQueue(path: path, configuration: configuration)
+    }
+}
