@@ -158,26 +158,17 @@ extension SagaFaultPlan {
         -> [SagaFaultPlan]
     {
         var structural: [SagaFaultPlan] = []
-        if sagas.count > 1 {
-            for index in sagas.indices {
-                var smaller = self
-                smaller.sagas.remove(at: index)
-                if let crash {
-                    if crash.saga == index {
-                        smaller.crash = nil
-                        for other in smaller.sagas.indices {
-                            for point in 0...max(0, crashPoints) {
-                                var moved = smaller
-                                moved.crash = Crash(saga: other, point: point)
-                                structural.append(moved)
-                            }
-                        }
-                    } else if crash.saga > index {
-                        smaller.crash?.saga -= 1
+        for (index, smaller) in sagaRemovals {
+            if crash?.saga == index {
+                for other in smaller.sagas.indices {
+                    for point in 0...max(0, crashPoints) {
+                        var moved = smaller
+                        moved.crash = Crash(saga: other, point: point)
+                        structural.append(moved)
                     }
                 }
-                structural.append(smaller)
             }
+            structural.append(smaller)
         }
         for (index, saga) in sagas.enumerated() {
             for fault in saga.faults.indices {
@@ -191,27 +182,6 @@ extension SagaFaultPlan {
                 structural.append(simpler)
             }
         }
-        var candidates: [SagaFaultPlan] = []
-        for candidate in structural {
-            candidates.append(candidate)
-            if let crash = candidate.crash {
-                for point in 0..<crash.point {
-                    var earlier = candidate
-                    earlier.crash?.point = point
-                    candidates.append(earlier)
-                }
-            }
-        }
-        if let crash {
-            var none = self
-            none.crash = nil
-            candidates.append(none)
-            for point in 0..<crash.point {
-                var earlier = self
-                earlier.crash?.point = point
-                candidates.append(earlier)
-            }
-        }
-        return candidates
+        return crashShrinkingCandidates(structural: structural)
     }
 }

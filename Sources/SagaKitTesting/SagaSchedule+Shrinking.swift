@@ -4,49 +4,17 @@ extension SagaSchedule {
     /// action moved earlier. A structural change
     /// shifts the durable points, so each also comes with every earlier crash point.
     public var smallerCandidates: [SagaSchedule] {
-        var candidates: [SagaSchedule] = []
-        for structural in structuralCandidates {
-            candidates.append(structural)
-            if let crash = structural.crash {
-                for point in 0..<crash.point {
-                    var earlier = structural
-                    earlier.crash?.point = point
-                    candidates.append(earlier)
-                }
-            }
-        }
-        if let crash {
-            var none = self
-            none.crash = nil
-            candidates.append(none)
-            for point in 0..<crash.point {
-                var earlier = self
-                earlier.crash?.point = point
-                candidates.append(earlier)
-            }
-        }
-        return candidates
+        crashShrinkingCandidates(structural: structuralCandidates)
     }
 
     private var structuralCandidates: [SagaSchedule] {
         var candidates: [SagaSchedule] = []
-        if sagas.count > 1 {
-            for index in sagas.indices {
-                var smaller = self
-                smaller.sagas.remove(at: index)
-                if let crash {
-                    if crash.saga == index {
-                        smaller.crash = nil
-                    } else if crash.saga > index {
-                        smaller.crash?.saga -= 1
-                    }
-                }
-                smaller.operations.removeAll { $0.saga == index }
-                for operation in smaller.operations.indices where smaller.operations[operation].saga > index {
-                    smaller.operations[operation].saga -= 1
-                }
-                candidates.append(smaller)
+        for (index, var smaller) in sagaRemovals {
+            smaller.operations.removeAll { $0.saga == index }
+            for operation in smaller.operations.indices where smaller.operations[operation].saga > index {
+                smaller.operations[operation].saga -= 1
             }
+            candidates.append(smaller)
         }
         for index in operations.indices {
             var smaller = self
