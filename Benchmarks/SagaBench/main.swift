@@ -18,6 +18,8 @@ struct Options {
     var memorySagas: Int?
     var seconds: Double?
     var repeats: Int?
+    var concurrencies = [1, 16, 64, 256, 1024]
+    var synchronous: [SQLiteSagaStore.Configuration.Synchronous] = [.full, .normal]
 
     static let usage = """
         usage: saga-bench [options]
@@ -30,6 +32,8 @@ struct Options {
           --json PATH             also write every figure as JSON to PATH
           --seconds S             duration of each timed load (default 2, quick 0.4)
           --repeats N             timed loads per row; the row reports their median (default 3, quick 1)
+          --concurrencies LIST    the throughput section's concurrencies (default 1,16,64,256,1024)
+          --synchronous LIST      the throughput section's durability: full,normal (default both)
           --recovery-sagas N      in-flight sagas left for recovery (default 20000, quick 2000)
           --memory-sagas N        sagas held in flight for the memory figure (default 20000, quick 2000)
           --growth-events LIST    log sizes in events (default 0,100000,1000000,10000000; quick 0,100000)
@@ -56,6 +60,21 @@ struct Options {
             case "--json": json = try value(argument)
             case "--seconds": seconds = Double(try value(argument))
             case "--repeats": repeats = Int(try value(argument))
+            case "--concurrencies":
+                concurrencies = try list(try value(argument)).map { text in
+                    guard let number = Int(text), number > 0 else {
+                        throw BenchError("--concurrencies takes positive numbers, got \(text)")
+                    }
+                    return number
+                }
+            case "--synchronous":
+                synchronous = try list(try value(argument)).map { name in
+                    switch name {
+                    case "full": return .full
+                    case "normal": return .normal
+                    default: throw BenchError("--synchronous takes full or normal, got \(name)")
+                    }
+                }
             case "--recovery-sagas": recoverySagas = Int(try value(argument))
             case "--memory-sagas": memorySagas = Int(try value(argument))
             case "--growth-events": growthEvents = list(try value(argument)).compactMap { Int($0) }
@@ -128,8 +147,8 @@ func main() async throws {
         print("## Throughput and latency\n")
         printHeader()
         for mode in modes {
-            for synchronous in [SQLiteSagaStore.Configuration.Synchronous.full, .normal] {
-                for concurrency in [1, 16, 64, 256, 1024] {
+            for synchronous in options.synchronous {
+                for concurrency in options.concurrencies {
                     let row = try await measureThroughput(
                         mode: mode, synchronous: synchronous, concurrency: concurrency, failureMix: false, plan: plan,
                         root: options.directory, probe: probe)

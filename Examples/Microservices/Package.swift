@@ -48,6 +48,16 @@ let package = Package(
     targets: [
         // MARK: readiness, shared by the three executables (no dependency)
         .target(name: "SignalReadiness", swiftSettings: strictSettings),
+        // MARK: the executables' entry point: Swift Concurrency on NIO's event loops
+        .target(
+            name: "ServiceMain",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // MARK: product-service (gRPC)
         .target(
             name: "ProductContract",
@@ -76,6 +86,7 @@ let package = Package(
         .executableTarget(
             name: "product-service",
             dependencies: [
+                "ServiceMain",
                 "ProductServer",
                 "SignalReadiness",
                 .product(name: "ShopServices", package: "SagaKit"),
@@ -126,6 +137,7 @@ let package = Package(
         .executableTarget(
             name: "user-service",
             dependencies: [
+                "ServiceMain",
                 "SignalReadiness",
                 "UserServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -170,6 +182,7 @@ let package = Package(
         .executableTarget(
             name: "order-service",
             dependencies: [
+                "ServiceMain",
                 "OrderServer",
                 "SignalReadiness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -227,6 +240,7 @@ let package = Package(
         .executableTarget(
             name: "shop",
             dependencies: [
+                "ServiceMain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),

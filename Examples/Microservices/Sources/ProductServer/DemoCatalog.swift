@@ -31,12 +31,17 @@ public enum DemoCatalog {
 
     /// Adds ``items`` when the database holds no product at all; leaves a used database alone.
     ///
+    /// - Parameters:
+    ///   - products: The product service to seed.
+    ///   - openingStock: The units every item starts with instead of its own ``Item/openingStock``
+    ///     (a load test gives enough not to run out); `nil` keeps each item's.
     /// - Returns: Whether the catalog was added.
     @discardableResult
-    public static func seedIfEmpty(_ products: ProductService) async throws -> Bool {
+    public static func seedIfEmpty(_ products: ProductService, openingStock: Int? = nil) async throws -> Bool {
         guard try await products.stockLevels().isEmpty else { return false }
         for item in items {
-            try await products.addProduct(ProductID.name(of: item.productID), openingStock: item.openingStock)
+            try await products.addProduct(
+                ProductID.name(of: item.productID), openingStock: openingStock ?? item.openingStock)
         }
         return true
     }

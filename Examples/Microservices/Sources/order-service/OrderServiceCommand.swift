@@ -5,7 +5,6 @@ import OrderServer
 import SignalReadiness
 
 /// order-service: places orders with the SagaKit place-order saga, over HTTP.
-@main
 struct OrderServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "order-service",

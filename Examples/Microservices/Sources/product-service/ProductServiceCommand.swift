@@ -8,7 +8,6 @@ import SignalReadiness
 import UnixSignals
 
 /// `product-service`: the networked shop's product service, over gRPC.
-@main
 struct ProductServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "product-service",
@@ -41,6 +40,13 @@ struct ProductServiceCommand: AsyncParsableCommand {
     var noSeed = false
 
     @Option(
+        help: ArgumentHelp(
+            "The units every demo catalog product starts with in a new database (default: the catalog's own, "
+                + "101: 100, 102: 50, 103: 10); a load test gives it enough not to run out.",
+            valueName: "units"))
+    var openingStock: Int?
+
+    @Option(
         help: "The lowest log level written to standard error: trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -53,6 +59,9 @@ struct ProductServiceCommand: AsyncParsableCommand {
     var loseDeductReplies = 0
 
     func validate() throws {
+        if let openingStock, openingStock < 0 {
+            throw ValidationError("--opening-stock must not be negative, got \(openingStock)")
+        }
         guard loseDeductReplies >= 0 else {
             throw ValidationError("--lose-deduct-replies must not be negative, got \(loseDeductReplies)")
         }
@@ -92,10 +101,12 @@ struct ProductServiceCommand: AsyncParsableCommand {
         Self.say("product-service data directory: \(directory)")
 
         let products = try ProductService(path: databasePath)
-        if !noSeed, try await DemoCatalog.seedIfEmpty(products) {
+        if !noSeed, try await DemoCatalog.seedIfEmpty(products, openingStock: openingStock) {
             logger.info(
                 "seeded the demo catalog",
-                metadata: ["products": "\(DemoCatalog.items.map { "\($0.productID)=\($0.openingStock)" })"])
+                metadata: [
+                    "products": "\(DemoCatalog.items.map { "\($0.productID)=\(openingStock ?? $0.openingStock)" })"
+                ])
         }
 
         let server = ProductServerService(

@@ -16,6 +16,7 @@ final class ServiceProcess: Sendable {
     private let commands: AsyncStream<Command>
     private let send: AsyncStream<Command>.Continuation
     private let task = Mutex<Task<TerminationStatus, any Error>?>(nil)
+    private let pid = Mutex<pid_t?>(nil)
 
     init(_ name: String, _ arguments: [String]) {
         self.name = name
@@ -44,6 +45,7 @@ final class ServiceProcess: Sendable {
             let result = try await run(
                 executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .discarded
             ) { execution in
+                self.pid.withLock { $0 = execution.processIdentifier.value }
                 var lines = execution.standardOutput.strings().makeAsyncIterator()
                 while let line = try await lines.next() {
                     if line.contains("listening on"), let last = line.split(separator: ":").last,
@@ -70,6 +72,19 @@ final class ServiceProcess: Sendable {
             throw ShopError("\(name) ended before it printed its listening line")
         }
         return port
+    }
+
+    /// The CPU time (user + system) the process has used so far, in seconds, from `/proc/PID/stat`;
+    /// `nil` when it is not running or the platform has no `/proc`.
+    func cpuSeconds() -> Double? {
+        guard let pid = pid.withLock({ $0 }),
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let afterName = stat.range(of: ")", options: .backwards)
+        else { return nil }
+        // Fields after the command name: state is field 3, utime 14 and stime 15 (in clock ticks).
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Stops the process gracefully and waits for it to end.

@@ -11,24 +11,29 @@ final class Shop: Sendable {
     let productPort: Int
     let userPort: Int
     let orderPort: Int
+    let openingStock: Int?
     let processes: Mutex<[String: ServiceProcess]>
 
     private init(
-        dataDirectory: String, productPort: Int, userPort: Int, orderPort: Int, processes: [String: ServiceProcess]
+        dataDirectory: String, productPort: Int, userPort: Int, orderPort: Int, openingStock: Int?,
+        processes: [String: ServiceProcess]
     ) {
         self.dataDirectory = dataDirectory
         self.productPort = productPort
         self.userPort = userPort
         self.orderPort = orderPort
+        self.openingStock = openingStock
         self.processes = Mutex(processes)
     }
 
-    /// Starts product-service, user-service and order-service (ports 0: any free port).
-    static func start(dataDirectory: String, productPort: Int = 0, userPort: Int = 0, orderPort: Int = 0) async throws
-        -> Shop
-    {
+    /// Starts product-service, user-service and order-service (ports 0: any free port);
+    /// `openingStock` overrides the demo catalog's units of every product.
+    static func start(
+        dataDirectory: String, productPort: Int = 0, userPort: Int = 0, orderPort: Int = 0, openingStock: Int? = nil
+    ) async throws -> Shop {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let product = ServiceProcess("product-service", productArguments(dataDirectory, port: productPort))
+        let product = ServiceProcess(
+            "product-service", productArguments(dataDirectory, port: productPort, openingStock: openingStock))
         let productBound = try await product.start()
         let user = ServiceProcess(
             "user-service", ["--port", "\(userPort)", "--data-dir", path(dataDirectory, "users")])
@@ -47,6 +52,7 @@ final class Shop: Sendable {
         }
         return Shop(
             dataDirectory: dataDirectory, productPort: productBound, userPort: userBound, orderPort: orderBound,
+            openingStock: openingStock,
             processes: ["product-service": product, "user-service": user, "order-service": order])
     }
 
@@ -54,8 +60,9 @@ final class Shop: Sendable {
         (directory as NSString).appendingPathComponent(name)
     }
 
-    static func productArguments(_ directory: String, port: Int) -> [String] {
+    static func productArguments(_ directory: String, port: Int, openingStock: Int?) -> [String] {
         ["--port", "\(port)", "--data-dir", path(directory, "products")]
+            + (openingStock.map { ["--opening-stock", "\($0)"] } ?? [])
     }
 
     static func orderArguments(_ directory: String, port: Int, product: Int, user: Int) -> [String] {
@@ -74,11 +81,16 @@ final class Shop: Sendable {
     func restart(_ name: String) async throws {
         let arguments =
             name == "product-service"
-            ? Self.productArguments(dataDirectory, port: productPort)
+            ? Self.productArguments(dataDirectory, port: productPort, openingStock: openingStock)
             : Self.orderArguments(dataDirectory, port: orderPort, product: productPort, user: userPort)
         let process = ServiceProcess(name, arguments)
         _ = try await process.start()
         processes.withLock { $0[name] = process }
+    }
+
+    /// The CPU time (user + system) each service has used so far, in seconds, by name.
+    func cpuSeconds() -> [String: Double] {
+        processes.withLock { $0 }.compactMapValues { $0.cpuSeconds() }
     }
 
     /// Stops every service gracefully, order-service first.
@@ -108,8 +120,16 @@ final class Shop: Sendable {
         try await send(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"))
     }
 
+    /// Up to 512 connections per service, so that `load` and `bench` at high concurrency really are
+    /// concurrent (the shared client keeps 8 and queues the rest).
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     func send(_ request: HTTPClientRequest) async throws -> Answer {
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await Self.http.execute(request, timeout: .seconds(60))
         let body = try await response.body.collect(upTo: 4 << 20)
         return Answer(status: response.status.code, body: String(buffer: body))
     }
@@ -118,6 +138,17 @@ final class Shop: Sendable {
         try await post(
             orderPort, "/orders", #"{"user_id": \#(user), "product_id": \#(product), "quantity": \#(quantity)}"#,
             key: key)
+    }
+
+    /// Registers users 1…`count` with user-service (a new user database numbers them so).
+    func registerUsers(_ count: Int) async throws {
+        for user in 1...count {
+            let answer = try await post(
+                userPort, "/users", #"{"name": "User \#(user)", "email": "user\#(user)@example.com"}"#)
+            guard answer.status == 201 else {
+                throw ShopError("registering user \(user): HTTP \(answer.status) \(answer.body)")
+            }
+        }
     }
 
     /// The saga's timeline, as `step kind` lines.

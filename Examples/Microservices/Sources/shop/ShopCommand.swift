@@ -3,11 +3,10 @@ import Foundation
 import UnixSignals
 
 /// `shop`: starts the networked shop on loopback, plays the tour over the network, or drives load.
-@main
 struct ShopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "shop", abstract: "The networked shop on loopback: up, demo, load.",
-        subcommands: [Up.self, Demo.self, Load.self])
+        commandName: "shop", abstract: "The networked shop on loopback: up, demo, load, bench.",
+        subcommands: [Up.self, Demo.self, Load.self, Bench.self])
 
     static func defaultDataDirectory(_ name: String) -> String {
         (NSTemporaryDirectory() as NSString).appendingPathComponent(
@@ -142,53 +141,35 @@ struct Load: AsyncParsableCommand {
 
     @Option(help: "How many orders.") var orders = 500
     @Option(help: "How many at once.") var concurrency = 16
+    @Option(help: "The units product 101 starts with (default: the demo catalog's 100; more orders are refused).")
+    var openingStock: Int?
     @Option(help: "The data directory (default: a new one under the system's temporary directory).")
     var dataDir: String?
 
-    func run() async throws {
+    func validate() throws {
         guard orders > 0, concurrency > 0 else { throw ValidationError("--orders and --concurrency must be positive") }
+        if let openingStock, openingStock < 0 { throw ValidationError("--opening-stock must not be negative") }
+    }
+
+    func run() async throws {
         let directory = dataDir ?? ShopCommand.defaultDataDirectory("load")
-        let shop = try await Shop.start(dataDirectory: directory)
+        let shop = try await Shop.start(dataDirectory: directory, openingStock: openingStock)
         defer { say("data directory: \(directory)") }
-        for user in 1...4 {
-            _ = try await shop.post(
-                shop.userPort, "/users", #"{"name": "User \#(user)", "email": "user\#(user)@example.com"}"#)
+        let result: LoadDriver.Result
+        do {
+            try await shop.registerUsers(4)
+            result = try await LoadDriver(shop: shop, concurrency: concurrency, users: 4, prefix: "load")
+                .run(limit: orders)
+        } catch {
+            await shop.stop()
+            throw error
         }
-        let started = ContinuousClock.now
-        let results = try await withThrowingTaskGroup(of: [(UInt, Duration)].self) { group in
-            let perWorker = (orders + concurrency - 1) / concurrency
-            for worker in 0..<concurrency {
-                group.addTask {
-                    var results: [(UInt, Duration)] = []
-                    for index in 0..<perWorker where worker * perWorker + index < orders {
-                        let number = worker * perWorker + index
-                        let began = ContinuousClock.now
-                        let answer = try await shop.order(1 + number % 4, 101, 1, key: "load-\(number)")
-                        results.append((answer.status, ContinuousClock.now - began))
-                    }
-                    return results
-                }
-            }
-            var all: [(UInt, Duration)] = []
-            for try await part in group { all += part }
-            return all
-        }
-        let elapsed = ContinuousClock.now - started
         await shop.stop()
-        let latencies = results.map(\.1).sorted()
-        func percentile(_ p: Double) -> Duration {
-            latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
-        }
-        let statuses = Dictionary(grouping: results, by: \.0).mapValues(\.count).sorted { $0.key < $1.key }
-        say("\(results.count) orders at concurrency \(concurrency) in \(elapsed)")
-        say(
-            String(
-                format: "orders/s %.0f",
-                Double(results.count)
-                    / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)))
-        say("p50 \(percentile(0.5)), p99 \(percentile(0.99))")
-        say("statuses: \(statuses.map { "\($0.key)×\($0.value)" }.joined(separator: ", "))")
-        let invariant = try shop.invariant(product: 101, opening: 100)
+        say("\(result.samples.count) orders at concurrency \(concurrency) in \(result.elapsed)")
+        say(String(format: "orders/s %.0f", result.ordersPerSecond))
+        say("p50 \(result.percentile(0.5)), p99 \(result.percentile(0.99))")
+        say("statuses: \(result.statusCounts.map { "\($0.status)×\($0.count)" }.joined(separator: ", "))")
+        let invariant = try shop.invariant(product: 101, opening: openingStock ?? 100)
         say("invariant: \(invariant)")
         guard invariant.holds else { throw ExitCode(1) }
     }

@@ -7,7 +7,6 @@ import SignalReadiness
 import UserServer
 
 /// user-service: the shop's users over HTTP, on their own database.
-@main
 struct UserServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "user-service", abstract: "The shop's users over HTTP (POST /users, GET /users/{id}).")

@@ -1,0 +1,7 @@
+import ServiceMain
+
+/// Starts `order-service` with Swift Concurrency on NIO's event loops (see `ServiceMain`).
+@main
+enum Entry {
+    static func main() { ServiceMain.run(OrderServiceCommand.self) }
+}
