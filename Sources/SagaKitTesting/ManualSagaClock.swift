@@ -25,7 +25,7 @@ public final class ManualSagaClock: SagaClock {
         var elapsed: Duration = .zero
         var sleepers: [Sleeper] = []
         var nextID = 0
-        var countWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var countWaiters: [(id: Int, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let origin: Date
@@ -84,15 +84,28 @@ public final class ManualSagaClock: SagaClock {
         for sleeper in due { sleeper.continuation.resume() }
     }
 
-    /// Suspends until at least `count` sleeps are waiting on this clock.
+    /// Suspends until at least `count` sleeps are waiting on this clock, or the task is cancelled (a
+    /// test's `.timeLimit` then fails the test instead of leaving it hanging).
     public func waitForSleepers(count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.countWaiters.append((count, continuation))
-                return false
+        let id = state.withLock { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if Task.isCancelled || state.sleepers.count >= count { return true }
+                    state.countWaiters.append((id, count, continuation))
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.countWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.countWaiters.remove(at: index).continuation
+            }
+            waiter?.resume()
         }
     }
 

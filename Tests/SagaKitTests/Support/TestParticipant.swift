@@ -36,7 +36,7 @@ final class Participant: Sendable {
         var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
         var hung: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextHung = 0
-        var callWaiters: [(operation: String, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var callWaiters: [(id: Int, operation: String, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     let state = Mutex(State())
@@ -64,15 +64,30 @@ final class Participant: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Suspends until `operation` has been called at least `count` times.
+    /// Suspends until `operation` has been called at least `count` times, or the task is cancelled
+    /// (so a suite's `.timeLimit` fails a test whose call never comes, instead of hanging).
     func waitForCalls(_ operation: String, count: Int = 1) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.calls.filter({ $0.operation == operation }).count >= count { return true }
-                state.callWaiters.append((operation, count, continuation))
-                return false
+        let id = state.withLock { state -> Int in
+            state.nextHung += 1
+            return state.nextHung
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if Task.isCancelled || state.calls.filter({ $0.operation == operation }).count >= count {
+                        return true
+                    }
+                    state.callWaiters.append((id, operation, count, continuation))
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.callWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.callWaiters.remove(at: index).continuation
+            }
+            waiter?.resume()
         }
     }
 
