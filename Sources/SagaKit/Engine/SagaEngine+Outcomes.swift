@@ -13,6 +13,8 @@ extension SagaEngine {
                 // The log has moved past the run (it duplicated a logged saga, or was loaded from
                 // records another execution has written after): make sure the saga runs, then look
                 // it up again, once.
+                // Another engine sharing the log owns the saga now: resuming here would be fenced too.
+                if let lost = superseded.fallback, lost.code == .ownershipLost { throw lost }
                 await waitForRecovery()
                 if activeRun(sagaID) == nil, runtime.withLock({ $0.isRunning && !$0.isShuttingDown }) {
                     try? await resume(sagaID: sagaID)

@@ -55,6 +55,9 @@ extension SagaEngine {
             try await self.recover()
             self.finishRecovery()
             await withDiscardingTaskGroup { group in
+                if let shared = self.sharedStore {
+                    group.addTask { await self.sweepOrphanedSagas(shared) }
+                }
                 for await job in stream {
                     guard await self.limiter.acquire() else { break }
                     group.addTask {
@@ -68,6 +71,33 @@ extension SagaEngine {
             }
         } onGracefulShutdown: {
             self.beginShutdown()
+        }
+    }
+
+    /// Every ``SharedSagaStore/sweepInterval`` until shutdown: claims the sagas of engines whose lease
+    /// ran out and resumes them, as recovery does at start.
+    func sweepOrphanedSagas(_ shared: any SharedSagaStore) async {
+        while await sleep(for: shared.sweepInterval) {
+            await sweepOnce(shared)
+        }
+    }
+
+    /// Claims orphaned sagas once and queues their runs; logs (and retries on the next sweep) a
+    /// store that cannot be read.
+    func sweepOnce(_ shared: any SharedSagaStore) async {
+        guard shared.leaseIsCurrent else { return }
+        do {
+            let claimed = try await shared.claimOrphanedSagas(limit: 1_000)
+            var resumed = 0
+            for saga in claimed where try prepareResumption(saga) { resumed += 1 }
+            if !claimed.isEmpty {
+                logger.info(
+                    "took over sagas whose engine's lease ran out",
+                    metadata: ["claimed": "\(claimed.count)", "resumed": "\(resumed)"])
+            }
+        } catch {
+            logger.warning(
+                "could not claim orphaned sagas; trying again at the next sweep", metadata: ["error": "\(error)"])
         }
     }
 

@@ -26,6 +26,9 @@ import Tracing
 ///   again with the same idempotency key. Participants must apply each key at most once.
 public final class SagaEngine: Service, Sendable {
     let store: any SagaStore
+    /// The store, when several engines share it: the engine then sweeps for orphaned sagas and
+    /// starts no step while its lease is not current.
+    let sharedStore: (any SharedSagaStore)?
     let configuration: Configuration
     let logger: Logger
     let metrics: SagaMetrics
@@ -69,6 +72,7 @@ public final class SagaEngine: Service, Sendable {
     ///   - logger: The logger the engine and every saga log through; SagaKit never creates one.
     public init(store: any SagaStore, configuration: Configuration = Configuration(), logger: Logger) {
         self.store = store
+        self.sharedStore = store as? any SharedSagaStore
         self.configuration = configuration
         self.logger = logger
         self.metrics = SagaMetrics(factory: configuration.metricsFactory)

@@ -13,6 +13,20 @@ extension SagaExecution {
         var isCompensation: Bool { self == .compensation }
     }
 
+    /// In a shared log, waits while this engine's lease is not current: another engine may take the
+    /// saga over at any moment, so no new attempt starts until the heartbeat is renewed.
+    func waitForLease() async throws {
+        guard let shared = engine.sharedStore, !shared.leaseIsCurrent else { return }
+        logger.warning("this engine's lease on the shared saga log is not current; no step starts until it is renewed")
+        while !shared.leaseIsCurrent {
+            guard await engine.sleep(for: min(shared.sweepInterval, .milliseconds(100))) else {
+                try await checkStop()
+                throw RunStop(kind: .shutdown)
+            }
+        }
+        logger.info("lease renewed; the saga goes on")
+    }
+
     /// Runs attempts of one side of step `name` until it succeeds, fails for good, needs attention,
     /// or the execution stops.
     func runAttempts(_ name: String, side: Side, deferOutcome: Bool, span: any Span) async throws {
@@ -26,6 +40,7 @@ extension SagaExecution {
         }
         while true {
             try await checkStop()
+            try await waitForLease()
             guard let limit = try await begin(step, side: side, attempt: attempt) else { return }
             var stepLogger = logger
             stepLogger[metadataKey: "saga.step"] = "\(name)"

@@ -92,6 +92,19 @@ extension SagaExecution {
                 engine.runEnded(self)
                 resolveAcceptance(.failure(error))
                 throw RunStop(kind: .alreadyExists)
+            } catch let error as SagaStoreError where error.code == .ownershipLost {
+                // A shared log fenced this engine out: the saga is another engine's now.
+                engine.metrics.logWriteFailure()
+                logger.warning(
+                    "saga belongs to another engine sharing the log; this engine stops running it",
+                    metadata: ["error": "\(error)"])
+                throw RunStop(
+                    kind: .failed(
+                        SagaError(
+                            .ownershipLost, sagaID: id,
+                            message:
+                                "saga '\(id)' belongs to another engine sharing the log (it was taken over after this engine's lease ran out, or another engine runs it); this engine stops running it (\(error.message))"
+                        )), isConflict: true)
             } catch {
                 engine.metrics.logWriteFailure()
                 let duplicate = (error as? SagaStoreError)?.code == .duplicateRecord

@@ -10,7 +10,7 @@ public struct SagaError: Error, Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
             case shuttingDown, unknownSaga, sagaIDConflict, definitionNotRegistered, definitionMismatch
             case invalidOperatorAction, cannotCancel, logWriteFailed, interrupted, undecodablePayload
-            case outputUnavailable, invalidSagaID, corruptLog
+            case outputUnavailable, invalidSagaID, corruptLog, ownershipLost
         }
 
         let base: Base
@@ -41,6 +41,9 @@ public struct SagaError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidSagaID = Code(base: .invalidSagaID)
         /// The log holds a sequence of records the state machine does not allow.
         public static let corruptLog = Code(base: .corruptLog)
+        /// Another engine sharing the log (a ``SharedSagaStore``) took the saga over after this
+        /// engine's lease ran out: this engine stopped running it, and the saga goes on there.
+        public static let ownershipLost = Code(base: .ownershipLost)
 
         public var description: String { base.rawValue }
     }

@@ -8,7 +8,7 @@ public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomSt
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Sendable {
             case sagaAlreadyExists, unknownSaga, duplicateRecord, notADatabase, corrupt, locked, inUse, diskFull
-            case readOnly, cannotOpen, unsupportedLogFormat, logShortened, unsupported, io
+            case readOnly, cannotOpen, unsupportedLogFormat, logShortened, unsupported, io, ownershipLost
         }
 
         let base: Base
@@ -52,6 +52,10 @@ public struct SagaStoreError: SagaRetryClassifying, Hashable, Sendable, CustomSt
         public static let unsupported = Code(base: .unsupported)
         /// Any other I/O failure.
         public static let io = Code(base: .io)
+        /// The saga is no longer this engine's: in a ``SharedSagaStore``, another engine claimed it
+        /// after this engine's lease ran out. Nothing was written, and retrying cannot help; the engine
+        /// stops running the saga (its new owner runs it).
+        public static let ownershipLost = Code(base: .ownershipLost)
 
         public var description: String { base.rawValue }
     }
