@@ -20,9 +20,19 @@ let package = Package(
         .library(name: "SagaKitSQLite", targets: ["SagaKitSQLite"]),
         .library(name: "SagaKitTesting", targets: ["SagaKitTesting"]),
         .library(name: "SQLiteGroupCommit", targets: ["SQLiteGroupCommit"]),
+        // The PostgreSQL store: its code compiles only with the `Postgres` trait, and only then is
+        // postgres-nio built.
+        .library(name: "SagaKitPostgres", targets: ["SagaKitPostgres"]),
         // The shop example's services, for the networked shop in Examples/Microservices (its own
         // package, so gRPC and the HTTP server never enter what a library user builds).
         .library(name: "ShopServices", targets: ["ShopServices"]),
+    ],
+    traits: [
+        .trait(
+            name: "Postgres",
+            description:
+                "Builds SagaKitPostgres, the saga store on PostgreSQL, with its dependency postgres-nio. Off by default."
+        )
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -32,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -60,6 +71,16 @@ let package = Package(
                 "SQLiteGroupCommit",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "SagaKitPostgres",
+            dependencies: [
+                "SagaKit",
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -159,6 +180,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SagaKitPostgresTests",
+            dependencies: [
+                "SagaKit",
+                "SagaKitPostgres",
+                "SagaKitTesting",
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
