@@ -208,10 +208,8 @@ let package = Package(
         .testTarget(
             name: "NetworkedShopTests",
             dependencies: [
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "ShopHarness",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strictSettings
@@ -236,18 +234,26 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // MARK: the services as child processes and HTTP calls to them, for `shop` and NetworkedShopTests
+        .target(
+            name: "ShopHarness",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // MARK: the shop command (up, demo, load)
         .executableTarget(
             name: "shop",
             dependencies: [
                 "ServiceMain",
+                "ShopHarness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

@@ -1,4 +1,5 @@
 import Foundation
+import ShopHarness
 import Synchronization
 
 /// A closed-loop load: `concurrency` callers, each placing one order after another, until `limit`

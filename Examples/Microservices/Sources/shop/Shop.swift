@@ -1,8 +1,6 @@
-import AsyncHTTPClient
 import Foundation
 import GRDB
-import NIOCore
-import NIOHTTP1
+import ShopHarness
 import Synchronization
 
 /// The three services on loopback over one data directory.
@@ -32,28 +30,46 @@ final class Shop: Sendable {
         dataDirectory: String, productPort: Int = 0, userPort: Int = 0, orderPort: Int = 0, openingStock: Int? = nil
     ) async throws -> Shop {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let product = ServiceProcess(
+        let (product, productBound) = try await launch(
             "product-service", productArguments(dataDirectory, port: productPort, openingStock: openingStock))
-        let productBound = try await product.start()
-        let user = ServiceProcess(
-            "user-service", ["--port", "\(userPort)", "--data-dir", path(dataDirectory, "users")])
+        let user: ServiceProcess
         let userBound: Int
-        do { userBound = try await user.start() } catch {
-            await product.terminate()
+        do {
+            (user, userBound) = try await launch(
+                "user-service", ["--port", "\(userPort)", "--data-dir", path(dataDirectory, "users")])
+        } catch {
+            _ = try? await product.terminate()
             throw error
         }
-        let order = ServiceProcess(
-            "order-service", orderArguments(dataDirectory, port: orderPort, product: productBound, user: userBound))
+        let order: ServiceProcess
         let orderBound: Int
-        do { orderBound = try await order.start() } catch {
-            await product.terminate()
-            await user.terminate()
+        do {
+            (order, orderBound) = try await launch(
+                "order-service", orderArguments(dataDirectory, port: orderPort, product: productBound, user: userBound))
+        } catch {
+            _ = try? await product.terminate()
+            _ = try? await user.terminate()
             throw error
         }
         return Shop(
             dataDirectory: dataDirectory, productPort: productBound, userPort: userBound, orderPort: orderBound,
             openingStock: openingStock,
             processes: ["product-service": product, "user-service": user, "order-service": order])
+    }
+
+    /// The directory of this executable, where `swift build` put the services too.
+    static let binaries = ServiceProcess.directoryOfThisExecutable(resolvingSymlinks: true)
+
+    /// Starts a service from ``binaries``; returns it and its port.
+    static func launch(_ name: String, _ arguments: [String]) async throws -> (ServiceProcess, Int) {
+        let process = ServiceProcess(name, arguments: arguments, binaries: binaries)
+        do {
+            return (process, try await process.start())
+        } catch let error as ServiceProcessError where error.code == .notBuilt {
+            throw ShopError(
+                "\(name) is not built beside shop (\(process.binaries.appendingPathComponent(name).path)); "
+                    + "run `swift build --package-path Examples/Microservices`")
+        }
     }
 
     static func path(_ directory: String, _ name: String) -> String {
@@ -74,7 +90,7 @@ final class Shop: Sendable {
 
     /// Kills a service (SIGKILL), as a crash would.
     func kill(_ name: String) async {
-        await processes.withLock { $0[name] }?.kill()
+        _ = try? await processes.withLock { $0[name] }?.kill()
     }
 
     /// Starts a killed service again on its port.
@@ -83,8 +99,7 @@ final class Shop: Sendable {
             name == "product-service"
             ? Self.productArguments(dataDirectory, port: productPort, openingStock: openingStock)
             : Self.orderArguments(dataDirectory, port: orderPort, product: productPort, user: userPort)
-        let process = ServiceProcess(name, arguments)
-        _ = try await process.start()
+        let (process, _) = try await Self.launch(name, arguments)
         processes.withLock { $0[name] = process }
     }
 
@@ -96,42 +111,25 @@ final class Shop: Sendable {
     /// Stops every service gracefully, order-service first.
     func stop() async {
         for name in ["order-service", "user-service", "product-service"] {
-            await processes.withLock { $0[name] }?.terminate()
+            _ = try? await processes.withLock { $0[name] }?.terminate()
         }
     }
 
     // MARK: HTTP
 
-    struct Answer: Sendable {
-        var status: UInt
-        var body: String
-    }
-
-    func post(_ port: Int, _ path: String, _ body: String, key: String? = nil) async throws -> Answer {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
-        request.body = .bytes(ByteBuffer(string: body))
-        return try await send(request)
-    }
-
-    func get(_ port: Int, _ path: String) async throws -> Answer {
-        try await send(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"))
-    }
+    typealias Answer = LoopbackHTTPClient.Answer
 
     /// Up to 512 connections per service, so that `load` and `bench` at high concurrency really are
     /// concurrent (the shared client keeps 8 and queues the rest).
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    static let http = LoopbackHTTPClient(
+        configuration: .init(connectionsPerHost: 512, timeout: .seconds(60), maximumBodyBytes: 4 << 20))
 
-    func send(_ request: HTTPClientRequest) async throws -> Answer {
-        let response = try await Self.http.execute(request, timeout: .seconds(60))
-        let body = try await response.body.collect(upTo: 4 << 20)
-        return Answer(status: response.status.code, body: String(buffer: body))
+    func post(_ port: Int, _ path: String, _ body: String, key: String? = nil) async throws -> Answer {
+        try await Self.http.post(port, path, body, key: key)
+    }
+
+    func get(_ port: Int, _ path: String) async throws -> Answer {
+        try await Self.http.get(port, path)
     }
 
     func order(_ user: Int, _ product: Int, _ quantity: Int, key: String) async throws -> Answer {

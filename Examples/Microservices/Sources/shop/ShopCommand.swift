@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShopHarness
 import UnixSignals
 
 /// `shop`: starts the networked shop on loopback, plays the tour over the network, or drives load.

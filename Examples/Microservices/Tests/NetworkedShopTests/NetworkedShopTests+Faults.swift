@@ -1,4 +1,5 @@
 import Foundation
+import ShopHarness
 import Testing
 
 /// Faults under load, with real processes: product-service and order-service killed with SIGKILL and
@@ -13,30 +14,13 @@ extension NetworkedShopTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let productPort = try freePort()
-        let products = ["--port", "\(productPort)", "--data-dir", path("products")]
-        // 30 orders from 3 users: the first 15 while product-service runs (it is killed as the first
-        // one is answered), the other 15 while it is down; and one before them all.
-        let warmUp = TestOrder(key: "warm-up", userID: 1)
-        let early = TestOrder.batch("early", count: 15, users: 3)
-        let late = TestOrder.batch("late", count: 15, users: 3)
-        let orders = [warmUp] + early + late
+        let products = productServiceArguments(port: productPort)
+        let orders = ProductOutage.orders
         let statuses = try await withUserAndOrderService(productPort: productPort) { shop in
-            try await shop.createUsers(3)
-            let (arrivals, arrived) = AsyncStream.makeStream(of: String.self)
-            let placingEarly = try await withService("product-service", products) { product in
-                // Once an order went through, the gRPC client is connected: the kill comes mid-call.
-                #expect(await shop.place(warmUp)?.status == 201)
-                let placing = shop.placeConcurrently(early, arrived: arrived)
-                var answered = arrivals.makeAsyncIterator()
-                _ = await answered.next()  // one order answered, the others on their way
-                try product.kill()
-                return placing
-            }
-            let placingLate = shop.placeConcurrently(late)
-            try await shop.waitForAttempt(shop.orderPort, saga: late[0].sagaID, step: "deduct-stock")
+            let placing = try await placeOrdersAcrossAProductServiceKill(shop, products: products)
             return try await withService("product-service", products) { _ in
-                let answers = await placingEarly.value.merging(await placingLate.value) { first, _ in first }
-                for order in early + late {
+                let answers = await placing.answers()
+                for order in ProductOutage.early + ProductOutage.late {
                     // 202: still retrying after 10 s; the saga goes on and is polled below.
                     let answer = answers[order.key] ?? nil
                     #expect(
@@ -54,31 +38,17 @@ extension NetworkedShopTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let productPort = try freePort()
-        let products = ["--port", "\(productPort)", "--data-dir", path("products")]
-        let warmUp = TestOrder(key: "warm-up", userID: 1)
-        let early = TestOrder.batch("early", count: 15, users: 3)
-        let late = TestOrder.batch("late", count: 15, users: 3)
-        let orders = [warmUp] + early + late
+        let products = productServiceArguments(port: productPort)
+        let orders = ProductOutage.orders
         let statuses = try await withService("user-service", ["--port", "0", "--data-dir", path("users")]) { user in
             let orderArguments = orderServiceArguments(productPort: productPort, userPort: user.port)
             // Under load: product-service is killed as the first order is answered, 15 more orders
             // arrive while it is down, and order-service is killed once they are retrying deduct-stock.
             let answeredBeforeTheCrash = try await withService("order-service", orderArguments) { order in
                 let shop = Client(orderPort: order.port, userPort: user.port)
-                try await shop.createUsers(3)
-                let (arrivals, arrived) = AsyncStream.makeStream(of: String.self)
-                let placingEarly = try await withService("product-service", products) { product in
-                    #expect(await shop.place(warmUp)?.status == 201)
-                    let placing = shop.placeConcurrently(early, arrived: arrived)
-                    var answered = arrivals.makeAsyncIterator()
-                    _ = await answered.next()
-                    try product.kill()
-                    return placing
-                }
-                let placingLate = shop.placeConcurrently(late)
-                try await shop.waitForAttempt(order.port, saga: late[0].sagaID, step: "deduct-stock")
-                try order.kill()
-                return await placingEarly.value.merging(await placingLate.value) { first, _ in first }
+                let placing = try await placeOrdersAcrossAProductServiceKill(shop, products: products)
+                try await order.kill()
+                return await placing.answers()
             }
             // product-service back, then order-service on the same data directory: recovery resumes
             // every saga the log shows unfinished, with nobody asking for it.
@@ -93,7 +63,8 @@ extension NetworkedShopTests {
                         statuses[order.sagaID] = try await shop.finalState(shop.orderPort, saga: order.sagaID)?.status
                     }
                     #expect(statuses.count > 0, "no saga was logged before the crash")
-                    #expect(statuses[late[0].sagaID] == "completed", "the saga seen retrying was not recovered")
+                    let retried = ProductOutage.late[0].sagaID
+                    #expect(statuses[retried] == "completed", "the saga seen retrying was not recovered")
                     // The client retries every order with its key: a saga it never reached starts now;
                     // the others answer with their outcome, the same order as before the crash.
                     for order in orders {
@@ -199,6 +170,53 @@ extension NetworkedShopTests {
     }
 
     // MARK: Helpers
+
+    /// 30 orders from 3 users around a product-service outage: one before them all, 15 while
+    /// product-service runs (it is killed as the first of them is answered), 15 while it is down.
+    enum ProductOutage {
+        static let warmUp = TestOrder(key: "warm-up", userID: 1)
+        static let early = TestOrder.batch("early", count: 15, users: 3)
+        static let late = TestOrder.batch("late", count: 15, users: 3)
+        static let orders = [warmUp] + early + late
+    }
+
+    /// Orders on their way; ``answers()`` waits for them.
+    struct PlacingOrders: Sendable {
+        let batches: [Task<[String: Client.Answer?], Never>]
+
+        /// Every order's answer by key (`nil`: the connection failed), once all have come.
+        func answers() async -> [String: Client.Answer?] {
+            var answers: [String: Client.Answer?] = [:]
+            for batch in batches { answers.merge(await batch.value) { first, _ in first } }
+            return answers
+        }
+    }
+
+    /// Creates 3 users and places ``ProductOutage``'s orders across a product-service kill: runs
+    /// product-service (`products`), places the warm-up order, then the 15 early orders at once, kills
+    /// product-service (SIGKILL) as the first of them is answered, places the 15 late ones while it is
+    /// down, and returns once the first late saga has logged a failed deduct-stock attempt.
+    func placeOrdersAcrossAProductServiceKill(_ shop: Client, products: [String]) async throws -> PlacingOrders {
+        try await shop.createUsers(3)
+        let (arrivals, arrived) = AsyncStream.makeStream(of: String.self)
+        let placingEarly = try await withService("product-service", products) { product in
+            // Once an order went through, the gRPC client is connected: the kill comes mid-call.
+            #expect(await shop.place(ProductOutage.warmUp)?.status == 201)
+            let placing = shop.placeConcurrently(ProductOutage.early, arrived: arrived)
+            var answered = arrivals.makeAsyncIterator()
+            _ = await answered.next()  // one order answered, the others on their way
+            try await product.kill()
+            return placing
+        }
+        let placingLate = shop.placeConcurrently(ProductOutage.late)
+        try await shop.waitForAttempt(shop.orderPort, saga: ProductOutage.late[0].sagaID, step: "deduct-stock")
+        return PlacingOrders(batches: [placingEarly, placingLate])
+    }
+
+    /// product-service's arguments: `port`, its data directory.
+    func productServiceArguments(port: Int) -> [String] {
+        ["--port", "\(port)", "--data-dir", path("products")]
+    }
 
     /// order-service's arguments: any free port, its data directory, the other two services.
     func orderServiceArguments(productPort: Int, userPort: Int) -> [String] {

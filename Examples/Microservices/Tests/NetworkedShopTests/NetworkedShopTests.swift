@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ShopHarness
 import Testing
 
 /// The three services as real processes on loopback: orders over HTTP, stock over gRPC, users over

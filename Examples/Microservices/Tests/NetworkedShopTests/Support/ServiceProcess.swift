@@ -1,11 +1,12 @@
 import Foundation
+import ShopHarness
 import Subprocess
 import Synchronization
 import Testing
 
 /// Where the services' executables are: beside the test bundle.
 enum ServiceBinaries {
-    static let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    static let directory = ServiceProcess.directoryOfThisExecutable()
     static let built = ["product-service", "user-service", "order-service"].allSatisfy {
         FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent($0).path)
     }
@@ -15,10 +16,15 @@ enum ServiceBinaries {
 struct RunningService: Sendable {
     /// The port from the `… listening on HOST:PORT` line.
     var port: Int
-    let sendKill: @Sendable () throws -> Void
+    let process: ServiceProcess
+    let killed: KillSwitch
 
-    /// Kills the process with SIGKILL: no shutdown, no flush, whatever it was doing.
-    func kill() throws { try sendKill() }
+    /// Kills the process with SIGKILL (no shutdown, no flush, whatever it was doing) and waits for it
+    /// to end.
+    func kill() async throws {
+        killed.set()
+        try await process.kill()
+    }
 }
 
 /// Runs a service until `body` returns, then stops it with SIGTERM and expects exit status 0 (the
@@ -28,46 +34,23 @@ func withService<Result: Sendable>(
     _ name: String, _ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation,
     _ body: @Sendable (RunningService) async throws -> Result
 ) async throws -> Result {
-    let executable = Executable.path(
-        try await Executable.name(name).resolveExecutablePath(in: .custom(["PATH": ServiceBinaries.directory.path])))
-    let killed = KillSwitch()
-    let outcome = try await run(
-        executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .discarded
-    ) { execution in
-        var lines = execution.standardOutput.strings().makeAsyncIterator()
-        var port: Int?
-        while let line = try await lines.next() {
-            if line.contains("listening on"), let last = line.split(separator: ":").last,
-                let number = Int(last.trimmingCharacters(in: .whitespacesAndNewlines))
-            {
-                port = number
-                break
-            }
-        }
-        guard let port else { throw ServiceDidNotStart(name: name) }
-        let service = RunningService(port: port) {
-            killed.set()
-            try execution.send(signal: .kill)
-        }
-        do {
-            let result = try await body(service)
-            if !killed.isSet { try execution.send(signal: .terminate) }
-            while try await lines.next() != nil {}
-            return result
-        } catch {
-            killed.set()
-            try? execution.send(signal: .kill)
-            throw error
-        }
+    let process = ServiceProcess(name, arguments: arguments, binaries: ServiceBinaries.directory)
+    let service = RunningService(port: try await process.start(), process: process, killed: KillSwitch())
+    let result: Result
+    do {
+        result = try await body(service)
+    } catch {
+        _ = try? await process.kill()
+        throw error
     }
-    if killed.isSet {
-        #expect(outcome.terminationStatus == .signaled(SIGKILL), "\(name)", sourceLocation: sourceLocation)
+    // After a kill, `terminate()` sends nothing and answers how the kill ended the process.
+    let status = try await process.terminate()
+    if service.killed.isSet {
+        #expect(status == .signaled(SIGKILL), "\(name)", sourceLocation: sourceLocation)
     } else {
-        #expect(
-            outcome.terminationStatus == .exited(0), "\(name) did not shut down gracefully on SIGTERM",
-            sourceLocation: sourceLocation)
+        #expect(status == .exited(0), "\(name) did not shut down gracefully on SIGTERM", sourceLocation: sourceLocation)
     }
-    return outcome.closureResult
+    return result
 }
 
 /// Whether a service was killed, set from its body.
@@ -77,16 +60,14 @@ final class KillSwitch: Sendable {
     var isSet: Bool { flag.withLock { $0 } }
 }
 
-struct ServiceDidNotStart: Error, CustomStringConvertible {
-    var name: String
-    var description: String { "\(name) ended before it printed its listening line" }
-}
-
 /// A free TCP port on loopback, to restart a service on the same port.
 func freePort() throws -> Int {
     let socket = try ServerSocketProbe()
     return socket.port
 }
+
+/// The probe socket could not bind a port.
+struct ProbeFailed: Error {}
 
 /// Binds port 0 on loopback and reads the port back, then closes.
 struct ServerSocketProbe {
@@ -105,7 +86,7 @@ struct ServerSocketProbe {
                 bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
             }
         }
-        guard bound else { throw ServiceDidNotStart(name: "a probe socket") }
+        guard bound else { throw ProbeFailed() }
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 }

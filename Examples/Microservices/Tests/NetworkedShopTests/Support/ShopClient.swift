@@ -1,7 +1,5 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
+import ShopHarness
 import Testing
 
 /// HTTP calls to the services.
@@ -9,24 +7,11 @@ struct Client: Sendable {
     var orderPort: Int
     var userPort: Int
 
+    typealias Answer = LoopbackHTTPClient.Answer
+
     /// Up to 64 connections per service, so that concurrent orders really are concurrent (the shared
-    /// client would queue all but 8).
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
-
-    struct Answer: Sendable {
-        var status: UInt
-        var body: String
-
-        /// The order in a 201 answer.
-        var order: PlacedOrder? {
-            guard status == 201 else { return nil }
-            return try? JSONDecoder().decode(PlacedOrder.self, from: Data(body.utf8))
-        }
-    }
+    /// client would queue all but 8); 30 s per call, answers up to 1 MiB.
+    static let http = LoopbackHTTPClient(configuration: .init(connectionsPerHost: 64))
 
     /// An order as order-service answers it.
     struct PlacedOrder: Decodable, Equatable {
@@ -40,22 +25,11 @@ struct Client: Sendable {
     }
 
     func post(_ port: Int, _ path: String, _ body: String, key: String? = nil) async throws -> Answer {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
-        request.body = .bytes(ByteBuffer(string: body))
-        return try await send(request)
+        try await Self.http.post(port, path, body, key: key)
     }
 
     func get(_ port: Int, _ path: String) async throws -> Answer {
-        try await send(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"))
-    }
-
-    func send(_ request: HTTPClientRequest) async throws -> Answer {
-        let response = try await Self.http.execute(request, timeout: .seconds(30))
-        let body = try await response.body.collect(upTo: 1 << 20)
-        return Answer(status: response.status.code, body: String(buffer: body))
+        try await Self.http.get(port, path)
     }
 
     /// Creates `count` users (ids 1…count in a new user database).
@@ -169,5 +143,13 @@ struct TestOrder: Sendable, Hashable {
     /// `count` orders of one unit of product 101 by `users` users in turn, keys `prefix-1`….
     static func batch(_ prefix: String, count: Int, users: Int) -> [TestOrder] {
         (1...count).map { TestOrder(key: "\(prefix)-\($0)", userID: ($0 - 1) % users + 1) }
+    }
+}
+
+extension LoopbackHTTPClient.Answer {
+    /// The order in a 201 answer.
+    var order: Client.PlacedOrder? {
+        guard status == 201 else { return nil }
+        return try? JSONDecoder().decode(Client.PlacedOrder.self, from: Data(body.utf8))
     }
 }
