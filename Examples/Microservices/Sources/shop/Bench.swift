@@ -177,7 +177,8 @@ struct InProcessReport: Decodable {
     /// The in-process full shop at `concurrency`, synchronous=FULL, without the failure mix.
     func fullShop(concurrency: Int) -> Row? {
         throughput.first {
-            $0.mode == "full-shop" && $0.synchronous == "full" && !$0.failureMix && $0.concurrency == concurrency
+            $0.mode == "full-shop" && $0.synchronous.lowercased() == "full" && !$0.failureMix
+                && $0.concurrency == concurrency
         }
     }
 }
