@@ -154,6 +154,7 @@ let package = Package(
         .testTarget(
             name: "SagaKitTests",
             dependencies: [
+                "SagaKitPostgres",  // empty without the Postgres trait; with it, RecoveryTests run on PostgreSQL too
                 "SagaKit",
                 "SagaKitSQLite",
                 "SagaKitTesting",

@@ -112,7 +112,6 @@ struct PostgresEngineTests {
         paused.heartbeatInterval = .seconds(3600)  // renews once, at start
         var survivor = paused
         survivor.heartbeatInterval = .milliseconds(50)
-        survivor.lease = .seconds(1)
         let participant = Participant()
         participant.hold("charge")
         try await withRunningStores([paused, survivor]) { stores in
@@ -157,7 +156,8 @@ struct PostgresEngineTests {
     @Test func aSurvivorTakesOverADeadEnginesSagasAtItsSweep() async throws {
         var survivor = try PostgresTestDatabase.freshConfiguration()
         survivor.heartbeatInterval = .milliseconds(50)
-        survivor.lease = .seconds(1)
+        // The lease stays the default 30 s, so that nobody takes the saga before the dying engine
+        // reaches its crash, however slow the machine; the aged heartbeat below is an hour old.
         var dying = survivor
         dying.heartbeatInterval = .seconds(3600)  // renews once, at start: its aged heartbeat stays aged
         let participant = Participant()

@@ -28,7 +28,7 @@ struct BadInputTests {
         var capped = SQLiteSagaStore.Configuration()
         capped.maxPageCount = 40  // about 160 KiB
         let engine = SagaEngine(
-            store: try stores.open(configuration: capped), configuration: configuration, logger: quietLogger)
+            store: try await stores.open(configuration: capped), configuration: configuration, logger: quietLogger)
         try await withRunningSagaEngine(engine) { engine in
             let small = try await engine.execute(saga(participant), id: "small", input: Order(id: 10))
             #expect(small.status == .completed)
@@ -41,7 +41,7 @@ struct BadInputTests {
         try await stores.close()
 
         // Everything committed before is there; the big saga stopped at its last durable record.
-        let reopened = try stores.open()
+        let reopened = try await stores.open()
         #expect(try await reopened.summary(of: "small")?.status == .completed)
         #expect(try await reopened.summary(of: "big")?.status == .running)
         let logged = try await reopened.records(of: "big")
@@ -50,7 +50,7 @@ struct BadInputTests {
         try await stores.close()
 
         // With room again, a new engine finishes it, calling the step again with the same key.
-        let next = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let next = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(next) { engine in
             try engine.register(saga(participant))
             return try await engine.handle(for: "big", output: NoOutput.self).outcome()
@@ -61,7 +61,7 @@ struct BadInputTests {
 
     @Test func aLogHeldByAnotherEngineIsRefusedByName() async throws {
         let stores = try TestStores(.sqlite)
-        _ = try stores.open()
+        _ = try await stores.open()
         let error = #expect(throws: SagaStoreError.self) { _ = try SQLiteSagaStore(path: stores.path) }
         #expect(error?.code == .inUse)
         #expect(error?.message.contains(stores.path) == true)

@@ -46,7 +46,7 @@ struct RecoveryTests {
         if scenario == .compensates { participant.script("ship", [], then: .failForGood) }
         let plan = CrashPlan(write: .max)
         let engine = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         _ = try await withRunningSagaEngine(engine) { engine in
             try await engine.execute(threeStepSaga(participant), id: "count", input: Order(id: 0))
         }
@@ -76,7 +76,7 @@ struct RecoveryTests {
         // the saga's final write (the log already says how it ended); otherwise it gets an error.
         let plan = CrashPlan(write: write, moment: moment)
         let first = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         let early = try? await withRunningSagaEngine(first) { engine in
             try await engine.execute(saga, id: "order", input: Order(id: 1))
         }
@@ -85,7 +85,7 @@ struct RecoveryTests {
         try await stores.close()
 
         // Second engine on the same log: recovers, and the caller attaches with the same id.
-        let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let second = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(second) { engine in
             try engine.register(saga)
             return try await engine.execute(saga, id: "order", input: Order(id: 1))
@@ -138,12 +138,12 @@ struct RecoveryTests {
         // Write 2 holds reserve's outcome and charge's intent; die right after it.
         let plan = CrashPlan(write: 2, moment: .afterWrite)
         let first = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.execute(saga, id: "u", input: Order(id: 2)) }
         }
         try await stores.close()
-        let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let second = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         let outcome = try await withRunningSagaEngine(second) { engine in
             try engine.register(saga)
             return try await engine.handle(for: "u", output: Receipt.self).outcome()
@@ -163,7 +163,7 @@ struct RecoveryTests {
         let v1 = threeStepSaga(participant, name: "order")
         let plan = CrashPlan(write: 2, moment: .afterWrite)
         let first = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) { try await $0.execute(v1, id: "v", input: Order(id: 3)) }
         }
@@ -177,7 +177,7 @@ struct RecoveryTests {
             compensatable("insure", participant)
             pivot("ship", participant)
         }
-        let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let second = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try second.register(v2)
         try await withRunningSagaEngine(second) { engine in
             let error = await #expect(throws: SagaError.self) {
@@ -205,14 +205,14 @@ struct RecoveryTests {
         let participant = Participant()
         let plan = CrashPlan(write: 1, moment: .afterWrite)
         let first = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) {
                 try await $0.execute(threeStepSaga(participant), id: "lost", input: Order(id: 4))
             }
         }
         try await stores.close()
-        let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let second = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try await withRunningSagaEngine(second) { engine in
             let error = await #expect(throws: SagaError.self) {
                 try await engine.handle(for: "lost", output: Receipt.self).outcome()
@@ -229,7 +229,7 @@ struct RecoveryTests {
         let participant = Participant()
         let plan = CrashPlan(write: 2, moment: .afterWrite)
         let first = SagaEngine(
-            store: try stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
+            store: try await stores.open(), configuration: plan.configure(testConfiguration()), logger: quietLogger)
         await #expect(throws: SagaError.self) {
             try await withRunningSagaEngine(first) {
                 try await $0.execute(threeStepSaga(participant), id: "p", input: Order(id: 5))
@@ -251,7 +251,7 @@ struct RecoveryTests {
             SagaStep<NewOrder, Receipt>.pivot("ship") { _ in Receipt(step: "", order: 0) }
         }
         #expect(changed.fingerprint == threeStepSaga(participant).fingerprint)
-        let second = SagaEngine(store: try stores.open(), configuration: testConfiguration(), logger: quietLogger)
+        let second = SagaEngine(store: try await stores.open(), configuration: testConfiguration(), logger: quietLogger)
         try second.register(changed)
         let outcome = try await withRunningSagaEngine(second) { engine in
             try await engine.handle(for: "p", output: NoOutput.self).outcome()
