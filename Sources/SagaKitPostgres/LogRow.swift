@@ -65,7 +65,7 @@ enum LogRow {
             status: SagaStatus(rawValue: try cells[offset + 3].decode(String.self)),
             createdAt: try cells[offset + 4].decode(Date.self),
             updatedAt: try cells[offset + 5].decode(Date.self),
-            lastError: try decodeError(
+            lastError: try LogColumnCoding.decodeError(
                 try cells[offset + 6].decode(String?.self), decoder, what: "last error of saga '\(id)'")
         )
     }
@@ -82,48 +82,13 @@ enum LogRow {
             step: try cells[4].decode(String?.self),
             attempt: try cells[5].decode(Int?.self),
             payload: try cells[6].decode(ByteBuffer?.self).map { Data($0.readableBytesView) },
-            error: try decodeError(
+            error: try LogColumnCoding.decodeError(
                 try cells[7].decode(String?.self), decoder, what: "error of record \(sequence) of saga '\(sagaID)'"),
             note: try cells[8].decode(String?.self),
-            metadata: try decodeMetadata(
+            metadata: try LogColumnCoding.decodeMetadata(
                 try cells[9].decode(String?.self), decoder,
                 what: "metadata of record \(sequence) of saga '\(sagaID)'")
         )
-    }
-
-    static func encode(_ error: RecordedError?, _ encoder: JSONEncoder) throws -> String? {
-        guard let error else { return nil }
-        return String(decoding: try encoder.encode(error), as: UTF8.self)
-    }
-
-    static func encode(_ metadata: [String: String], _ encoder: JSONEncoder) throws -> String? {
-        if metadata.isEmpty { return nil }
-        return String(decoding: try encoder.encode(metadata), as: UTF8.self)
-    }
-
-    static func makeEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }
-
-    private static func decodeError(_ text: String?, _ decoder: JSONDecoder, what: String) throws -> RecordedError? {
-        guard let text else { return nil }
-        do {
-            return try decoder.decode(RecordedError.self, from: Data(text.utf8))
-        } catch {
-            throw SagaStoreError(.corrupt, message: "the \(what) is not a recorded error: \(error)")
-        }
-    }
-
-    private static func decodeMetadata(_ text: String?, _ decoder: JSONDecoder, what: String) throws -> [String: String]
-    {
-        guard let text else { return [:] }
-        do {
-            return try decoder.decode([String: String].self, from: Data(text.utf8))
-        } catch {
-            throw SagaStoreError(.corrupt, message: "the \(what) is not a JSON object of strings: \(error)")
-        }
     }
 }
 #endif

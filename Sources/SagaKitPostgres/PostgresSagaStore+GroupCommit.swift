@@ -302,7 +302,7 @@ extension PostgresSagaStore {
 
     /// The batch as array parameters of ``batchSQL``.
     private func batchQuery(_ batch: [SagaLogAppend], held: [Int64?]) throws -> PostgresQuery {
-        let encoder = LogRow.makeEncoder()
+        let encoder = LogColumnCoding.makeEncoder()
         var bindings = PostgresBindings(capacity: 23)
         var indexes: [Int64] = []
         var sagaIDs: [String] = []
@@ -333,7 +333,7 @@ extension PostgresSagaStore {
             fingerprints.append(append.creation?.fingerprint)
             createdAts.append(append.creation?.createdAt)
             statuses.append(append.status.rawValue)
-            lastErrors.append(try LogRow.encode(append.lastError, encoder))
+            lastErrors.append(try LogColumnCoding.encode(append.lastError, encoder))
             updatedAts.append(append.records.last?.timestamp ?? Date())
             let numbers = append.records.map(\.sequence)
             firstSequences.append(numbers.min().map(Int64.init))
@@ -346,9 +346,9 @@ extension PostgresSagaStore {
                 steps.append(record.step)
                 attempts.append(record.attempt.map(Int64.init))
                 payloads.append(record.payload.map { ByteBuffer(bytes: $0) })
-                errors.append(try LogRow.encode(record.error, encoder))
+                errors.append(try LogColumnCoding.encode(record.error, encoder))
                 notes.append(record.note)
-                metadata.append(try LogRow.encode(record.metadata, encoder))
+                metadata.append(try LogColumnCoding.encode(record.metadata, encoder))
             }
         }
         bindings.append(indexes)

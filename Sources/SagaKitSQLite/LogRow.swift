@@ -24,7 +24,7 @@ enum LogRow {
             status: SagaStatus(rawValue: try row.decode(String.self, atIndex: 3)),
             createdAt: Date(timeIntervalSince1970: try row.decode(Double.self, atIndex: 4)),
             updatedAt: Date(timeIntervalSince1970: try row.decode(Double.self, atIndex: 5)),
-            lastError: try decodeError(
+            lastError: try LogColumnCoding.decodeError(
                 try row.decode(String?.self, atIndex: 6), decoder, what: "last error of saga '\(id)'")
         )
     }
@@ -40,48 +40,13 @@ enum LogRow {
             step: try row.decode(String?.self, atIndex: 4),
             attempt: try row.decode(Int?.self, atIndex: 5),
             payload: try row.decode(Data?.self, atIndex: 6),
-            error: try decodeError(
+            error: try LogColumnCoding.decodeError(
                 try row.decode(String?.self, atIndex: 7), decoder,
                 what: "error of record \(sequence) of saga '\(sagaID)'"),
             note: try row.decode(String?.self, atIndex: 8),
-            metadata: try decodeMetadata(
+            metadata: try LogColumnCoding.decodeMetadata(
                 try row.decode(String?.self, atIndex: 9), decoder,
                 what: "metadata of record \(sequence) of saga '\(sagaID)'")
         )
-    }
-
-    static func encode(_ error: RecordedError?, _ encoder: JSONEncoder) throws -> String? {
-        guard let error else { return nil }
-        return String(decoding: try encoder.encode(error), as: UTF8.self)
-    }
-
-    static func encode(_ metadata: [String: String], _ encoder: JSONEncoder) throws -> String? {
-        if metadata.isEmpty { return nil }
-        return String(decoding: try encoder.encode(metadata), as: UTF8.self)
-    }
-
-    static func makeEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }
-
-    private static func decodeError(_ text: String?, _ decoder: JSONDecoder, what: String) throws -> RecordedError? {
-        guard let text else { return nil }
-        do {
-            return try decoder.decode(RecordedError.self, from: Data(text.utf8))
-        } catch {
-            throw SagaStoreError(.corrupt, message: "the \(what) is not a recorded error: \(error)")
-        }
-    }
-
-    private static func decodeMetadata(_ text: String?, _ decoder: JSONDecoder, what: String) throws -> [String: String]
-    {
-        guard let text else { return [:] }
-        do {
-            return try decoder.decode([String: String].self, from: Data(text.utf8))
-        } catch {
-            throw SagaStoreError(.corrupt, message: "the \(what) is not a JSON object of strings: \(error)")
-        }
     }
 }

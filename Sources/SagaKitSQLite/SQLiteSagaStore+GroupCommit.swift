@@ -170,7 +170,7 @@ extension SQLiteSagaStore {
 
     private func write(_ append: SagaLogAppend, _ db: Database, _ encoder: JSONEncoder) throws {
         let updatedAt = (append.records.last?.timestamp ?? Date()).timeIntervalSince1970
-        let lastError = try LogRow.encode(append.lastError, encoder)
+        let lastError = try LogColumnCoding.encode(append.lastError, encoder)
         if let creation = append.creation {
             let insert = try db.cachedStatement(
                 sql: """
@@ -212,8 +212,8 @@ extension SQLiteSagaStore {
             }
             insert.setUncheckedArguments([
                 append.sagaID, record.sequence, record.timestamp.timeIntervalSince1970, record.kind.rawValue,
-                record.step, record.attempt, record.payload, try LogRow.encode(record.error, encoder),
-                record.note, try LogRow.encode(record.metadata, encoder),
+                record.step, record.attempt, record.payload, try LogColumnCoding.encode(record.error, encoder),
+                record.note, try LogColumnCoding.encode(record.metadata, encoder),
             ])
             do {
                 try insert.execute()
@@ -250,7 +250,7 @@ extension PendingWrite {
 struct LogCommitter: GroupCommitter {
     let store: SQLiteSagaStore
 
-    func makeContext() -> JSONEncoder { LogRow.makeEncoder() }
+    func makeContext() -> JSONEncoder { LogColumnCoding.makeEncoder() }
 
     func apply(_ pending: PendingWrite, _ db: Database, _ encoder: JSONEncoder) throws -> Data {
         try store.write(pending.work, db, encoder)
