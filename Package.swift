@@ -142,11 +142,15 @@ let package = Package(
             name: "saga-bench",
             dependencies: [
                 "SagaKit",
+                "SagaKitPostgres",  // empty without the Postgres trait, which the `postgres` section needs
                 "SagaKitSQLite",
                 "ShopDemo",
                 "ShopServices",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                // The `postgres` section only: its raw commit probe, and the engine processes it starts.
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "Subprocess", package: "swift-subprocess", condition: .when(traits: ["Postgres"])),
             ],
             path: "Benchmarks/SagaBench",
             swiftSettings: strictSettings
@@ -191,6 +195,10 @@ let package = Package(
                 "SagaKitTesting",
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),
+                // The local-step tests query the log's database themselves.
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                // The restart test runs the command that restarts the server (SAGAKIT_POSTGRES_RESTART).
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strictSettings
         ),

@@ -6,6 +6,7 @@
 #
 #   scripts/postgres.sh          # install if needed, init, start; prints postgres://sagakit@127.0.0.1:54329/sagakit
 #   scripts/postgres.sh stop     # stops the server (the data directory stays)
+#   scripts/postgres.sh restart  # restarts the running server (pg_ctl restart -m fast): for the restart test
 #   scripts/postgres.sh url      # prints the URL only
 #
 #   PGDATA_DIR=/tmp/sagakit-pg   the cluster's data directory (default)
@@ -56,6 +57,22 @@ stop_server() {
     else
         echo "postgres.sh: no server runs in $data_dir" >&2
     fi
+}
+
+# Restarts the server of this data directory as an outage would: `-m fast` ends every session (their
+# transactions roll back, clients see their connections closed), then the server starts again on the
+# same port. Waits until it accepts connections.
+restart_server() {
+    if ! is_running; then
+        echo "postgres.sh: no server runs in $data_dir; nothing to restart" >&2
+        exit 1
+    fi
+    as_postgres "$bin/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -o "-p $port" -m fast -w -t 60 restart \
+        >/dev/null || {
+        tail -n 30 "$data_dir/server.log" >&2 || true
+        exit 1
+    }
+    echo "postgres.sh: restarted the server in $data_dir" >&2
 }
 
 init_cluster() {
@@ -122,11 +139,14 @@ start)
 stop)
     stop_server
     ;;
+restart)
+    restart_server
+    ;;
 url)
     echo "$url"
     ;;
 *)
-    echo "usage: $0 [start|stop|url]" >&2
+    echo "usage: $0 [start|stop|restart|url]" >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@ import SagaKitSQLite
 // saga-bench: SagaKit's throughput, latency, recovery, memory and log-growth figures.
 //
 //     swift run -c release saga-bench [--quick] [--sections LIST] [--dir PATH] [--json PATH]
+//     swift run -c release --traits Postgres saga-bench --sections postgres --postgres-url URL
 //
 // See Docs/PERFORMANCE.md for the method and the figures from a CI-class machine.
 
@@ -20,11 +21,15 @@ struct Options {
     var repeats: Int?
     var concurrencies = [1, 16, 64, 256, 1024]
     var synchronous: [SQLiteSagaStore.Configuration.Synchronous] = [.full, .normal]
+    var postgresURL = ProcessInfo.processInfo.environment["SAGAKIT_POSTGRES_URL"]
+    var engines = [1, 2, 3]
+    var postgresConcurrency = 256
 
     static let usage = """
         usage: saga-bench [options]
           --quick                 a fast smoke run: short loads, one repeat, small recovery/memory/growth sizes
-          --sections LIST         comma-separated: throughput,mix,recovery,memory,growth (default: all)
+          --sections LIST         comma-separated: throughput,mix,recovery,memory,growth (default: all), and
+                                  postgres (only when asked; built with --traits Postgres, needs a server)
           --modes LIST            comma-separated: engine-only,full-shop,in-memory (default: the first two;
                                   in-memory is a diagnostic: the engine-only saga without a disk)
           --dir PATH              scratch directory for the databases (default: $TMPDIR/saga-bench); the raw
@@ -37,6 +42,10 @@ struct Options {
           --recovery-sagas N      in-flight sagas left for recovery (default 20000, quick 2000)
           --memory-sagas N        sagas held in flight for the memory figure (default 20000, quick 2000)
           --growth-events LIST    log sizes in events (default 0,100000,1000000,10000000; quick 0,100000)
+          --postgres-url URL      the postgres section's server (default: $SAGAKIT_POSTGRES_URL)
+          --engines LIST          the postgres section's engine process counts (default 1,2,3)
+          --postgres-concurrency N  sagas in flight per engine process (default 256); the postgres section's
+                                  window is --seconds (default 5, quick 1) after a warm-up of 1 s (quick 0.5)
         """
 
     init(_ arguments: [String]) throws {
@@ -78,6 +87,15 @@ struct Options {
             case "--recovery-sagas": recoverySagas = Int(try value(argument))
             case "--memory-sagas": memorySagas = Int(try value(argument))
             case "--growth-events": growthEvents = list(try value(argument)).compactMap { Int($0) }
+            case "--postgres-url": postgresURL = try value(argument)
+            case "--engines":
+                engines = try list(try value(argument)).map { text in
+                    guard let number = Int(text), number > 0 else {
+                        throw BenchError("--engines takes positive numbers, got \(text)")
+                    }
+                    return number
+                }
+            case "--postgres-concurrency": postgresConcurrency = max(1, Int(try value(argument)) ?? 256)
             case "--help", "-h":
                 print(Self.usage)
                 exit(0)
@@ -96,6 +114,7 @@ struct Report: Codable {
     var memory: MemoryResult?
     var growth: [ThroughputRow] = []
     var prune: PruneResult?
+    var postgres: PostgresReport?
 }
 
 func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
@@ -128,7 +147,23 @@ func machineDescription() -> String {
 }
 
 func main() async throws {
+    #if Postgres
+        if CommandLine.arguments.dropFirst().first == "postgres-worker" {
+            try await runPostgresWorker(Array(CommandLine.arguments.dropFirst(2)))
+            return
+        }
+    #endif
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
+    if options.sections.contains("postgres") {
+        #if Postgres
+            guard options.postgresURL?.isEmpty == false else {
+                throw BenchError("the postgres section needs --postgres-url URL or SAGAKIT_POSTGRES_URL")
+            }
+        #else
+            throw BenchError(
+                "the postgres section needs the Postgres trait: swift run -c release --traits Postgres saga-bench ...")
+        #endif
+    }
     let quick = options.quick
     let plan = ThroughputPlan(
         duration: .milliseconds(Int((options.seconds ?? (quick ? 0.4 : 2)) * 1000)),
@@ -229,6 +264,15 @@ func main() async throws {
         }
         print()
     }
+    #if Postgres
+        if options.sections.contains("postgres"), let url = options.postgresURL {
+            report.postgres = try await measurePostgres(
+                PostgresPlan(
+                    url: url, engines: options.engines, concurrency: options.postgresConcurrency,
+                    warmup: quick ? 0.5 : 1, duration: options.seconds ?? (quick ? 1 : 5),
+                    repeats: options.repeats ?? (quick ? 1 : 3), probeDuration: .seconds(quick ? 1 : 3)))
+        }
+    #endif
     if let json = options.json {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

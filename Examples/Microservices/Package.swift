@@ -28,7 +28,9 @@ let package = Package(
         .executable(name: "shop", targets: ["shop"]),
     ],
     dependencies: [
-        .package(name: "SagaKit", path: "../.."),
+        // With the `Postgres` trait: order-service runs on a shared PostgreSQL log when given a URL.
+        .package(name: "SagaKit", path: "../..", traits: ["Postgres"]),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
@@ -89,6 +91,7 @@ let package = Package(
                 "ServiceMain",
                 "ProductServer",
                 "SignalReadiness",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),  // the test faults' interceptors
                 .product(name: "ShopServices", package: "SagaKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -172,7 +175,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SagaKit", package: "SagaKit"),
+                .product(name: "SagaKitPostgres", package: "SagaKit"),
                 .product(name: "SagaKitSQLite", package: "SagaKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -210,6 +215,10 @@ let package = Package(
             dependencies: [
                 "ShopHarness",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The replica tests read the shared PostgreSQL saga log.
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strictSettings

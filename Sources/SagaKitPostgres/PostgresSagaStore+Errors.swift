@@ -14,6 +14,10 @@ extension SagaStoreError {
             if error.path == nil { error.path = endpoint }
             return error
         }
+        if error is ConnectionClosedError {
+            return SagaStoreError(
+                .io, path: endpoint, message: "\(action) failed: cannot reach PostgreSQL at \(endpoint): \(error)")
+        }
         if let error = error as? PostgresTransactionError {
             let inner = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
             if let inner { return mapping(inner, endpoint: endpoint, doing: action) }

@@ -44,13 +44,12 @@ extension PostgresSagaStore {
     public func renewHeartbeat() async throws {
         let sent = ContinuousClock.now
         _ = try await read("renewing the heartbeat of engine \(instanceID)") { client, logger in
-            try await client.query(
+            try await client.queryIfOpen(
                 """
                 INSERT INTO sagakit_engines (instance_id, started_at, heartbeat_at)
                 VALUES (\(instanceID), clock_timestamp(), clock_timestamp())
                 ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = clock_timestamp()
-                """, logger: logger
-            ).collect()
+                """, logger: logger)
         }
         lastRenewal.withLock { last in
             if last.map({ $0 < sent }) ?? true { last = sent }
@@ -129,15 +128,15 @@ extension PostgresSagaStore {
         let claimLimit = limit.map { max(0, $0) }
         let result = try await read(action) { client, logger in
             try await client.withConnection { connection in
-                _ = try await connection.query("BEGIN", logger: logger).collect()
+                _ = try await connection.queryIfOpen("BEGIN", logger: logger)
                 do {
                     let sagas = try await Self.claimAndLoad(
                         connection, me: instanceID, leaseSeconds: leaseSeconds, limit: claimLimit,
                         includingOwned: includingOwned, logger: logger)
-                    _ = try await connection.query("COMMIT", logger: logger).collect()
+                    _ = try await connection.queryIfOpen("COMMIT", logger: logger)
                     return sagas
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger).collect()
+                    _ = try? await connection.queryIfOpen("ROLLBACK", logger: logger)
                     throw error
                 }
             }
@@ -170,7 +169,7 @@ extension PostgresSagaStore {
         _ connection: PostgresConnection, me: UUID, leaseSeconds: Double, limit: Int?, includingOwned: Bool,
         logger: Logger
     ) async throws -> [ClaimedSaga] {
-        let rows = try await connection.query(
+        let rows = try await connection.queryIfOpen(
             """
             WITH claimable AS (
                 SELECT s.id FROM sagakit_sagas s
@@ -203,7 +202,7 @@ extension PostgresSagaStore {
             """, logger: logger)
         let decoder = JSONDecoder()
         var sagas: [ClaimedSaga] = []
-        for try await row in rows {
+        for row in rows {
             let cells = row.makeRandomAccess()
             sagas.append(
                 ClaimedSaga(
@@ -213,7 +212,7 @@ extension PostgresSagaStore {
         guard !sagas.isEmpty else { return [] }
         let ids = sagas.map(\.summary.id)
         var recordsBySaga: [String: [SagaLogRecord]] = [:]
-        for try await row in try await connection.query(
+        for row in try await connection.queryIfOpen(
             """
             SELECT \(unescaped: LogRow.recordColumns) FROM sagakit_records
             WHERE saga_id = ANY(\(ids)::text[]) ORDER BY saga_id, seq

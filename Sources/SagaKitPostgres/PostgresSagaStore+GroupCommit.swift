@@ -1,5 +1,5 @@
 #if Postgres
-import Foundation
+public import Foundation
 import Logging
 import PostgresNIO
 public import SagaKit
@@ -22,11 +22,50 @@ import Synchronization
 // rolled back; its appends are retried one transaction each, so only the faulty one fails. A batch
 // whose COMMIT was lost with its connection has an unknown outcome: its appends fail with `io`, and
 // the engine resumes their sagas from the log.
+//
+// A local step (`SagaStep.postgresLocal`) goes through the same queue, so that it keeps its place in
+// its saga's order, but commits in a transaction of its own: the step's work, then the same statement
+// for its one append, fenced the same way; a refused append rolls the work back with it.
 
-/// One caller waiting for its append to commit.
+/// One caller waiting for its write to commit: an append, or a local step's work and the append built
+/// from its output.
 struct PendingAppend: Sendable {
-    let append: SagaLogAppend
-    let continuation: CheckedContinuation<Void, any Error>
+    enum Work: Sendable {
+        case append(SagaLogAppend)
+        case local(LocalStepWork, LocalAppendBuilder)
+    }
+
+    let sagaID: String
+    let work: Work
+    /// Resumed with the local work's output (empty for a plain append).
+    let continuation: CheckedContinuation<Data, any Error>
+
+    /// The plain append, if this is one.
+    var append: SagaLogAppend? {
+        if case .append(let append) = work { return append }
+        return nil
+    }
+}
+
+/// Builds a local step's append from its output, once.
+final class LocalAppendBuilder: Sendable {
+    private let build: Mutex<(@Sendable (Data) throws -> SagaLogAppend)?>
+
+    init(_ build: @escaping @Sendable (Data) throws -> SagaLogAppend) {
+        self.build = Mutex(build)
+    }
+
+    func take() -> (@Sendable (Data) throws -> SagaLogAppend)? {
+        build.withLock { build in
+            defer { build = nil }
+            return build
+        }
+    }
+}
+
+/// A local step's own error, as opposed to the store's: rethrown to the engine unchanged.
+private struct LocalWorkFailure: Error {
+    let error: any Error
 }
 
 /// The appends waiting for the writer, and the signal that wakes it.
@@ -65,7 +104,7 @@ final class WriteQueue: Sendable {
             var sagas = Set<String>()
             var remaining: [PendingAppend] = []
             for pending in state.pending {
-                if batch.count < limit, sagas.insert(pending.append.sagaID).inserted {
+                if batch.count < limit, sagas.insert(pending.sagaID).inserted {
                     batch.append(pending)
                 } else {
                     remaining.append(pending)
@@ -129,15 +168,51 @@ extension PostgresSagaStore {
     public func append(_ append: SagaLogAppend) async throws {
         try await lifecycle.waitUntilReady(endpoint: endpoint)
         try check(append)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if !writes.enqueue(PendingAppend(append: append, continuation: continuation)) {
+        _ = try await enqueue(sagaID: append.sagaID, .append(append))
+    }
+
+    /// Runs a local step's work and the append built from its result in one transaction.
+    ///
+    /// The work runs on a pooled connection inside a transaction the store opened; the append
+    /// `makeAppend` builds from its output is then written in the same transaction, with the statement
+    /// and the fence every append uses, and the transaction commits. If the work throws, nothing is
+    /// written and its error is rethrown; if the fence refuses the append, the work is rolled back too.
+    /// The work keeps its saga's place in the queue: the saga's earlier appends commit before it. You do
+    /// not call this: the engine does, for steps declared with
+    /// `SagaStep.postgresLocal(_:kind:options:action:compensation:)`.
+    ///
+    /// ```swift
+    /// let output = try await store.appendAfterLocalWork(work) { output in append(for: output) }
+    /// ```
+    ///
+    /// - Returns: The work's encoded output, as logged.
+    /// - Throws: The work's error, or `SagaStoreError`: `unsupported` when the work was not declared
+    ///   with `SagaStep.postgresLocal`, and the codes ``append(_:)`` throws.
+    public func appendAfterLocalWork(
+        _ work: LocalStepWork,
+        _ makeAppend: @escaping @Sendable (Data) throws -> SagaLogAppend
+    ) async throws -> Data {
+        guard work.body is PostgresLocalStepBody else {
+            throw SagaStoreError(
+                .unsupported, path: endpoint,
+                message:
+                    "step '\(work.stepName)' of saga '\(work.sagaID)' carries local work that was not declared with SagaStep.postgresLocal from SagaKitPostgres"
+            )
+        }
+        try await lifecycle.waitUntilReady(endpoint: endpoint)
+        return try await enqueue(sagaID: work.sagaID, .local(work, LocalAppendBuilder(makeAppend)))
+    }
+
+    private func enqueue(sagaID: String, _ work: PendingAppend.Work) async throws -> Data {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+            if !writes.enqueue(PendingAppend(sagaID: sagaID, work: work, continuation: continuation)) {
                 continuation.resume(throwing: closedError())
             }
         }
     }
 
     /// Refuses, before queueing, an append whose records belong to another saga or repeat a sequence.
-    private func check(_ append: SagaLogAppend) throws(SagaStoreError) {
+    func check(_ append: SagaLogAppend) throws(SagaStoreError) {
         var sequences = Set<Int>()
         for record in append.records {
             guard record.sagaID == append.sagaID else {
@@ -165,17 +240,29 @@ extension PostgresSagaStore {
 
     private func drain() async {
         while true {
-            let batch = writes.takeBatch(limit: max(1, configuration.maximumBatchSize))
-            if batch.isEmpty { return }
-            await commit(batch)
+            let taken = writes.takeBatch(limit: max(1, configuration.maximumBatchSize))
+            if taken.isEmpty { return }
+            // The plain appends share one transaction; each local step has its own, at the same time
+            // (they are of other sagas than the batch's, since a batch takes one write per saga).
+            let batch = taken.filter { $0.append != nil }
+            let locals = taken.filter { $0.append == nil }
+            if locals.isEmpty {
+                await commit(batch)
+            } else {
+                await withTaskGroup(of: Void.self) { group in
+                    if !batch.isEmpty { group.addTask { await self.commit(batch) } }
+                    for pending in locals { group.addTask { await self.commitLocal(pending) } }
+                }
+            }
         }
     }
 
-    /// Writes a batch; on a rolled-back batch of several appends, retries each alone.
+    /// Writes a batch of plain appends; on a rolled-back batch of several, retries each alone.
     private func commit(_ batch: [PendingAppend]) async {
-        let held = epochs.withLock { epochs in batch.map { epochs[$0.append.sagaID] } }
+        let appends = batch.compactMap(\.append)
+        let held = epochs.withLock { epochs in appends.map { epochs[$0.sagaID] } }
         do {
-            let verdicts = try await write(batch.map(\.append), held: held)
+            let verdicts = try await write(appends, held: held)
             for (index, pending) in batch.enumerated() {
                 finish(pending, held: held[index], verdicts[index])
             }
@@ -190,7 +277,7 @@ extension PostgresSagaStore {
         } catch let failure as BatchFailure {
             let action =
                 failure.rolledBack
-                ? "appending to saga '\(batch[0].append.sagaID)'"
+                ? "appending to saga '\(batch[0].sagaID)'"
                 : "committing \(batch.count) append(s) (their outcome is unknown: the connection was lost during COMMIT)"
             let error =
                 lifecycle.isFinished ? closedError() : Self.mapping(failure.error, endpoint: endpoint, doing: action)
@@ -203,14 +290,106 @@ extension PostgresSagaStore {
 
     /// Resumes one caller with the verdict on its append, remembering the epoch it now holds.
     private func finish(_ pending: PendingAppend, held: Int64?, _ verdict: AppendVerdict) {
-        let append = pending.append
+        guard let append = pending.append else { return }
         if let epoch = verdict.writtenEpoch {
-            // A finished saga never changes again: the store stops tracking it.
-            epochs.withLock { $0[append.sagaID] = append.status.isFinal ? nil : epoch }
-            pending.continuation.resume()
+            remember(epoch, of: append)
+            pending.continuation.resume(returning: Data())
             return
         }
-        pending.continuation.resume(throwing: refusal(append, held: held, verdict))
+        pending.continuation.resume(throwing: refused(append, held: held, verdict))
+    }
+
+    /// The refusal of an append; when it says the saga is another engine's now, the store forgets the
+    /// epoch it held, so that it no longer claims to own the saga.
+    private func refused(_ append: SagaLogAppend, held: Int64?, _ verdict: AppendVerdict) -> SagaStoreError {
+        let error = refusal(append, held: held, verdict)
+        if error.code == .ownershipLost, held != nil {
+            epochs.withLock { epochs in
+                if epochs[append.sagaID] == held { epochs[append.sagaID] = nil }
+            }
+        }
+        return error
+    }
+
+    /// Records the epoch a written append left; a finished saga never changes again, so the store
+    /// stops tracking it.
+    private func remember(_ epoch: Int64, of append: SagaLogAppend) {
+        epochs.withLock { $0[append.sagaID] = append.status.isFinal ? nil : epoch }
+    }
+
+    /// Runs a local step's work and its append in one transaction, and resumes its caller.
+    private func commitLocal(_ pending: PendingAppend) async {
+        guard case .local(let work, let builder) = pending.work, let body = work.body as? PostgresLocalStepBody,
+            let build = builder.take()
+        else {
+            pending.continuation.resume(
+                throwing: SagaStoreError(
+                    .io, path: endpoint, message: "the local work queued for saga '\(pending.sagaID)' was already used")
+            )
+            return
+        }
+        let held = epochs.withLock { $0[work.sagaID] }
+        do {
+            let (output, append, epoch) = try await client.withConnection { connection in
+                _ = try await connection.query("BEGIN", logger: self.logger).collect()
+                do {
+                    let output: Data
+                    do {
+                        output = try await body(connection, work)
+                    } catch {
+                        throw LocalWorkFailure(error: error)
+                    }
+                    let append = try build(output)
+                    guard !append.records.isEmpty else {
+                        throw SagaStoreError(
+                            .io, path: self.endpoint,
+                            message:
+                                "the engine logged no outcome for local step '\(work.stepName)' of saga '\(work.sagaID)'; its work was rolled back"
+                        )
+                    }
+                    try self.check(append)
+                    let verdict = try await self.runBatchStatement([append], held: [held], on: connection)[0]
+                    guard let epoch = verdict.writtenEpoch else {
+                        throw self.refused(append, held: held, verdict)
+                    }
+                    do {
+                        _ = try await connection.query("COMMIT", logger: self.logger).collect()
+                    } catch {
+                        throw BatchFailure(error: error, rolledBack: false)
+                    }
+                    self.transactions.add(1, ordering: .relaxed)
+                    return (output, append, epoch)
+                } catch let failure as BatchFailure {
+                    throw failure
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: self.logger).collect()
+                    throw error
+                }
+            }
+            remember(epoch, of: append)
+            pending.continuation.resume(returning: output)
+        } catch let failure as LocalWorkFailure {
+            pending.continuation.resume(throwing: failure.error)
+        } catch let error as SagaStoreError {
+            pending.continuation.resume(throwing: error)
+        } catch let failure as BatchFailure {
+            let error =
+                lifecycle.isFinished
+                ? closedError()
+                : Self.mapping(
+                    failure.error, endpoint: endpoint,
+                    doing:
+                        "committing local step '\(work.stepName)' of saga '\(work.sagaID)' (its outcome is unknown: the connection was lost during COMMIT)"
+                )
+            pending.continuation.resume(throwing: error)
+        } catch {
+            let mapped =
+                lifecycle.isFinished
+                ? closedError()
+                : Self.mapping(
+                    error, endpoint: endpoint, doing: "running local step '\(work.stepName)' of saga '\(work.sagaID)'")
+            pending.continuation.resume(throwing: mapped)
+        }
     }
 
     /// Why the statement did not write an append, from the saga row as it was before the statement.
@@ -267,19 +446,9 @@ extension PostgresSagaStore {
                 } catch {
                     throw BatchFailure(error: error, rolledBack: true)
                 }
-                var verdicts = [AppendVerdict](repeating: AppendVerdict(), count: batch.count)
+                let verdicts: [AppendVerdict]
                 do {
-                    let rows = try await connection.query(query, logger: logger)
-                    for try await row in rows {
-                        let cells = row.makeRandomAccess()
-                        let index = try cells[0].decode(Int.self)
-                        verdicts[index] = AppendVerdict(
-                            writtenEpoch: try cells[1].decode(Int64?.self),
-                            owner: try cells[2].decode(UUID?.self),
-                            epoch: try cells[3].decode(Int64?.self),
-                            lastSequence: try cells[4].decode(Int64?.self),
-                            status: try cells[5].decode(String?.self))
-                    }
+                    verdicts = try await runBatchStatement(query, count: batch.count, on: connection)
                 } catch {
                     _ = try? await connection.query("ROLLBACK", logger: logger).collect()
                     throw BatchFailure(error: error, rolledBack: true)
@@ -298,6 +467,32 @@ extension PostgresSagaStore {
             // No connection could be leased: nothing was sent.
             throw BatchFailure(error: error, rolledBack: true)
         }
+    }
+
+    /// Runs the batch statement for `batch` on `connection`, inside the caller's transaction.
+    private func runBatchStatement(_ batch: [SagaLogAppend], held: [Int64?], on connection: PostgresConnection)
+        async throws -> [AppendVerdict]
+    {
+        try await runBatchStatement(try batchQuery(batch, held: held), count: batch.count, on: connection)
+    }
+
+    /// Runs a prepared batch statement of `count` appends; returns a verdict per append.
+    private func runBatchStatement(_ query: PostgresQuery, count: Int, on connection: PostgresConnection)
+        async throws -> [AppendVerdict]
+    {
+        var verdicts = [AppendVerdict](repeating: AppendVerdict(), count: count)
+        let rows = try await connection.query(query, logger: logger)
+        for try await row in rows {
+            let cells = row.makeRandomAccess()
+            let index = try cells[0].decode(Int.self)
+            verdicts[index] = AppendVerdict(
+                writtenEpoch: try cells[1].decode(Int64?.self),
+                owner: try cells[2].decode(UUID?.self),
+                epoch: try cells[3].decode(Int64?.self),
+                lastSequence: try cells[4].decode(Int64?.self),
+                status: try cells[5].decode(String?.self))
+        }
+        return verdicts
     }
 
     /// The batch as array parameters of ``batchSQL``.

@@ -75,8 +75,41 @@ extension PostgresSagaStore {
                 INSERT INTO sagakit_meta (key, value) VALUES ('log_format_version', '\(logFormatVersion)')
                 """,
             ]
-        )
+        ),
+        // Operator requests for the engine that owns a saga (PostgresSagaStore+Requests.swift). Written
+        // and read in statements of their own, never by an append: the group commit does not touch it.
+        Migration(
+            id: "sagakit.v2.requests",
+            statements: [
+                """
+                CREATE TABLE sagakit_requests (
+                    id uuid PRIMARY KEY,
+                    saga_id text NOT NULL REFERENCES sagakit_sagas (id) ON DELETE CASCADE,
+                    kind text NOT NULL,
+                    reason text NOT NULL,
+                    requested_at timestamptz NOT NULL,
+                    requested_by uuid NOT NULL,
+                    state text NOT NULL DEFAULT 'pending',
+                    answer text,
+                    answered_at timestamptz,
+                    answered_by uuid,
+                    requested_order bigint GENERATED ALWAYS AS IDENTITY
+                )
+                """,
+                """
+                CREATE INDEX sagakit_requests_by_saga ON sagakit_requests (saga_id, requested_at, requested_order)
+                """,
+                """
+                CREATE INDEX sagakit_requests_pending ON sagakit_requests (requested_at, requested_order)
+                    WHERE state = 'pending'
+                """,
+            ]
+        ),
     ]
+
+    /// The identifiers of every migration, oldest first: what `sagakit_migrations` holds once the schema is
+    /// up to date.
+    package static var migrationIDs: [String] { migrations.map(\.id) }
 
     /// An arbitrary, fixed first key of the advisory lock that serialises migrations; the second key is
     /// the schema's hash, so stores on different schemas do not wait for each other.

@@ -188,7 +188,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
     package func executeForTesting(_ sql: String) async throws -> [String?] {
         try await read("running test SQL") { client, logger in
             var values: [String?] = []
-            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger) {
+            for row in try await client.queryIfOpen(PostgresQuery(unsafeSQL: sql), logger: logger) {
                 let cells = row.makeRandomAccess()
                 values.append(cells.count == 0 ? nil : try cells[0].decode(String?.self))
             }
@@ -202,9 +202,8 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
         guard let schema = configuration.schema else { return }
         let logger = Logger(label: "SagaKitPostgres", factory: { _ in SwiftLogNoOpLogHandler() })
         try await withDirectConnection(configuration, logger: logger) { connection in
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(quoteIdentifier(schema)) CASCADE"), logger: logger
-            ).collect()
+            _ = try await connection.queryIfOpen(
+                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(quoteIdentifier(schema)) CASCADE"), logger: logger)
         }
     }
 
@@ -232,7 +231,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
     private func open() async throws {
         try await withDirectConnection { connection in
             try await Self.migrate(connection, schema: configuration.schema, endpoint: endpoint, logger: logger)
-            try await connection.query(
+            _ = try await connection.queryIfOpen(
                 """
                 INSERT INTO sagakit_engines (instance_id, started_at, heartbeat_at)
                 VALUES (\(instanceID), clock_timestamp(), clock_timestamp())
@@ -245,7 +244,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
     private func deregister() async {
         do {
             try await withDirectConnection { connection in
-                _ = try await connection.query(
+                _ = try await connection.queryIfOpen(
                     "DELETE FROM sagakit_engines WHERE instance_id = \(instanceID)", logger: logger)
             }
         } catch {
@@ -327,18 +326,39 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
 
     /// The summary of one saga, or `nil` if the id is unknown.
     ///
+    /// Reading a running or compensating saga that this store owns (`owner = instanceID`) but holds no
+    /// epoch for makes the store hold the row's epoch. That happens after one of its own commits went
+    /// through while the connection carrying it was lost (the append failed with `io`, outcome unknown):
+    /// the engine resumes such a saga by reading it again, and its next append then passes the fence
+    /// instead of being refused as another engine's. (`owner` names this store instance alone, so no
+    /// other engine can hold that epoch.)
+    ///
     /// ```swift
     /// let summary = try await store.summary(of: "order-42")
     /// ```
     public func summary(of sagaID: String) async throws -> SagaSummary? {
-        try await read("reading saga '\(sagaID)'") { client, logger in
-            let rows = try await client.query(
-                "SELECT \(unescaped: LogRow.sagaColumns) FROM sagakit_sagas WHERE id = \(sagaID)", logger: logger)
+        let (summary, ownedEpoch) = try await read("reading saga '\(sagaID)'") { client, logger in
+            let rows = try await client.queryIfOpen(
+                """
+                SELECT \(unescaped: LogRow.sagaColumns), coalesce(owner = \(instanceID), false), epoch
+                FROM sagakit_sagas WHERE id = \(sagaID)
+                """, logger: logger)
             let decoder = JSONDecoder()
             var summary: SagaSummary?
-            for try await row in rows { summary = try LogRow.summary(row, decoder) }
-            return summary
+            var ownedEpoch: Int64?
+            for row in rows {
+                summary = try LogRow.summary(row, decoder)
+                let cells = row.makeRandomAccess()
+                ownedEpoch = try cells[7].decode(Bool.self) ? try cells[8].decode(Int64.self) : nil
+            }
+            return (summary, ownedEpoch)
         }
+        if let summary, summary.status.isActive, let ownedEpoch {
+            epochs.withLock { epochs in
+                if epochs[sagaID] == nil { epochs[sagaID] = ownedEpoch }
+            }
+        }
+        return summary
     }
 
     /// One saga's records, ordered by sequence; empty if the id is unknown.
@@ -348,12 +368,12 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
     /// ```
     public func records(of sagaID: String) async throws -> [SagaLogRecord] {
         try await read("reading the records of saga '\(sagaID)'") { client, logger in
-            let rows = try await client.query(
+            let rows = try await client.queryIfOpen(
                 "SELECT \(unescaped: LogRow.recordColumns) FROM sagakit_records WHERE saga_id = \(sagaID) ORDER BY seq",
                 logger: logger)
             let decoder = JSONDecoder()
             var records: [SagaLogRecord] = []
-            for try await row in rows { records.append(try LogRow.record(row, decoder)) }
+            for row in rows { records.append(try LogRow.record(row, decoder)) }
             return records
         }
     }
@@ -369,7 +389,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
         let statuses = query.status.map(\.rawValue).sorted()
         let name = query.name
         return try await read("listing sagas") { client, logger in
-            let rows = try await client.query(
+            let rows = try await client.queryIfOpen(
                 """
                 SELECT \(unescaped: LogRow.sagaColumns) FROM sagakit_sagas
                 WHERE (cardinality(\(statuses)::text[]) = 0 OR status = ANY(\(statuses)::text[]))
@@ -379,7 +399,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
                 """, logger: logger)
             let decoder = JSONDecoder()
             var summaries: [SagaSummary] = []
-            for try await row in rows { summaries.append(try LogRow.summary(row, decoder)) }
+            for row in rows { summaries.append(try LogRow.summary(row, decoder)) }
             return summaries
         }
     }
@@ -520,6 +540,41 @@ final class Lifecycle: Sendable {
             }
             if step == .done { continuation.resume() }
         }
+    }
+}
+/// The connection of a lease had closed (its server ended the session, as a restart does) before a
+/// statement could be sent on it: nothing of the statement reached the server.
+struct ConnectionClosedError: Error, CustomStringConvertible {
+    var description: String { "the connection was closed (the server ended the session) before the statement was sent" }
+}
+
+extension PostgresConnection {
+    /// Runs `query` and collects its rows, or fails with ``ConnectionClosedError`` at once when the
+    /// connection has closed.
+    ///
+    /// postgres-nio (1.33) loses a statement written to a connection whose channel has already closed:
+    /// it is never answered, and its caller waits forever. A restart of the server (`pg_ctl restart -m
+    /// fast`, a failover) makes exactly that happen to the next statement of a transaction whose session
+    /// it ended between two statements (the group commit's `BEGIN`, its statement, `COMMIT`), and to a
+    /// statement on a pooled connection whose close the pool has not yet seen; the store's writer would
+    /// then hang with the batch. So the check and the write happen in one turn of the connection's event
+    /// loop: a connection closed before fails here, and one that closes after fails the statement, as
+    /// postgres-nio does for every statement it has received. The store's statements go through here.
+    func queryIfOpen(_ query: PostgresQuery, logger: Logger) async throws -> PostgresQueryResult {
+        let connection = self
+        return try await eventLoop.flatSubmit {
+            guard !connection.isClosed else {
+                return connection.eventLoop.makeFailedFuture(ConnectionClosedError())
+            }
+            return connection.query(query, logger: logger)
+        }.get()
+    }
+}
+
+extension PostgresClient {
+    /// ``PostgresConnection/queryIfOpen(_:logger:)`` on a connection of the pool.
+    func queryIfOpen(_ query: PostgresQuery, logger: Logger) async throws -> PostgresQueryResult {
+        try await withConnection { connection in try await connection.queryIfOpen(query, logger: logger) }
     }
 }
 #endif

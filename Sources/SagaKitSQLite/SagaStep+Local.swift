@@ -6,56 +6,6 @@ public import SagaKit
 /// returns its encoded output.
 typealias LocalStepBody = @Sendable (Database, LocalStepWork) throws -> Data
 
-/// What a local step's action or compensation receives besides the database connection.
-///
-/// ```swift
-/// let reserve = SagaStep<PlaceOrder, Int64>.local("reserve-stock") { db, context in
-///     try db.execute(sql: "UPDATE stock SET reserved = reserved + ? WHERE sku = ?",
-///                    arguments: [context.input.quantity, context.input.sku])
-///     return db.lastInsertedRowID
-/// }
-/// ```
-public struct LocalStepContext<Input: Sendable>: Sendable {
-    /// The saga instance's id.
-    public let sagaID: String
-    /// The step's stable name.
-    public let stepName: String
-    /// The input the saga was started with, as logged.
-    public let input: Input
-    /// The step's key, `<saga id>/<step name>`, the same for its action and its compensation.
-    ///
-    /// A local step needs no idempotency key for its own writes (they commit exactly once, with its
-    /// record), but it can store the key to let other systems recognise the effect.
-    public let idempotencyKey: String
-    /// The attempt, from 1.
-    public let attempt: Int
-
-    let outputs: StepOutputs
-
-    init(_ work: LocalStepWork) throws {
-        guard let input = work.input as? Input else {
-            throw SagaStoreError(
-                .io,
-                message:
-                    "the input of saga '\(work.sagaID)' is a \(type(of: work.input)), not the \(Input.self) step '\(work.stepName)' expects"
-            )
-        }
-        self.sagaID = work.sagaID
-        self.stepName = work.stepName
-        self.input = input
-        self.idempotencyKey = work.idempotencyKey
-        self.attempt = work.attempt
-        self.outputs = work.outputs
-    }
-}
-
-extension LocalStepContext where Input: Codable {
-    /// Returns the output an earlier step logged, as `StepContext.output(of:)` does.
-    public func output<Output>(of step: SagaStep<Input, Output>) throws -> Output {
-        try outputs.decode(step.name, as: Output.self, sagaID: sagaID)
-    }
-}
-
 extension SagaStep {
     /// A step that writes to the saga log's own SQLite database, committed in the same transaction as
     /// the record of its outcome: exactly once.

@@ -9,9 +9,63 @@ import Synchronization
 /// Besides the built-in invariants it checks the participants' ledger: a completed saga kept every
 /// step's effect; a compensated saga kept none (compensatable steps undone, pivot and retryable
 /// steps never applied).
+///
+/// The log is in memory unless ``makeLog`` opens one on a real store:
+///
+/// ```swift
+/// var runner = SagaScheduleRunner()
+/// runner.makeLog = {
+///     let directory = try TemporaryDirectory(prefix: "schedules")
+///     return SagaScheduleRunner.Log(
+///         open: { try SQLiteSagaStore(path: directory.path(of: "sagas.sqlite")) },
+///         close: { try await ($0 as? SQLiteSagaStore)?.close() },
+///         remove: { try directory.remove() })
+/// }
+/// let violations = try await runner.run(schedule)
+/// ```
 public struct SagaScheduleRunner: Sendable {
+    /// A saga log of one run on a real store: how to open it, as each engine of the run does, how to
+    /// close a store opened on it, and how to remove it once the run is checked.
+    ///
+    /// ``SagaScheduleRunner/run(_:)`` opens the log for the engine that dies and closes that store when
+    /// the engine has stopped, then opens it again for the engine that recovers, as a restarted process
+    /// would; it reads the checks through that second store, closes it and removes the log. Both
+    /// openings must reach the same log, and every ``SagaScheduleRunner/makeLog`` call a new one (the
+    /// sagas of every run have the same ids).
+    ///
+    /// The runner wraps each opened store in one that yields before every call (as it does the
+    /// in-memory log), so the engines see a store that is not a `SharedSagaStore`: they do not sweep
+    /// (with the ``ImmediateSagaClock`` a sweep would never pause) and do not check a lease, while the
+    /// store's own fencing still applies to every append.
+    public struct Log: Sendable {
+        /// Opens the log; called twice per run.
+        public var open: @Sendable () async throws -> any SagaStore
+        /// Closes a store ``open`` returned, after the engine using it has stopped. Default: nothing.
+        public var close: @Sendable (any SagaStore) async throws -> Void
+        /// Removes the log, after the run's checks (also when the run threw). Default: nothing.
+        public var remove: @Sendable () async throws -> Void
+
+        /// Creates a log from its three operations.
+        ///
+        /// ```swift
+        /// let log = SagaScheduleRunner.Log(open: { store }, close: { _ in }, remove: {})
+        /// ```
+        public init(
+            open: @escaping @Sendable () async throws -> any SagaStore,
+            close: @escaping @Sendable (any SagaStore) async throws -> Void = { _ in },
+            remove: @escaping @Sendable () async throws -> Void = {}
+        ) {
+            self.open = open
+            self.close = close
+            self.remove = remove
+        }
+    }
+
     /// The engine configuration. Default: an ``ImmediateSagaClock``, seeded jitter, no log-write retries.
     public var configuration: SagaEngine.Configuration
+    /// Makes the log of one run on a real store (called once per ``run(_:)``); `nil` (the default): a
+    /// new in-memory log per run. See ``Log``.
+    public var makeLog: (@Sendable () async throws -> Log)?
 
     /// Creates a runner.
     public init() {
@@ -31,10 +85,33 @@ public struct SagaScheduleRunner: Sendable {
     }
 
     /// Runs the schedule and checks every saga.
+    ///
+    /// - Throws: What the engines' registration throws, and the errors of ``makeLog`` and its ``Log``.
     public func run(_ schedule: SagaSchedule) async throws -> [InvariantViolation] {
-        // Yields around every store call, so that operator actions, callers and runs interleave in
-        // more orders than an in-memory store that never suspends would allow.
-        let store = InterleavingStore(InMemorySagaStore())
+        guard let makeLog else {
+            // Yields around every store call, so that operator actions, callers and runs interleave in
+            // more orders than an in-memory store that never suspends would allow.
+            let store = InterleavingStore(InMemorySagaStore())
+            return try await run(schedule, open: { store }, close: { _ in })
+        }
+        let log = try await makeLog()
+        let violations: [InvariantViolation]
+        do {
+            violations = try await run(
+                schedule, open: { InterleavingStore(try await log.open()) }, close: { try await log.close($0.base) })
+        } catch {
+            try? await log.remove()
+            throw error
+        }
+        try await log.remove()
+        return violations
+    }
+
+    /// Runs the schedule on the log `open` opens (once per engine) and checks every saga.
+    private func run(
+        _ schedule: SagaSchedule, open: () async throws -> InterleavingStore,
+        close: (InterleavingStore) async throws -> Void
+    ) async throws -> [InvariantViolation] {
         let ledger = EffectLedger()
         let trace = SagaTrace()
         let faults = ParticipantFaults()
@@ -48,9 +125,37 @@ public struct SagaScheduleRunner: Sendable {
         let crashing = FaultPointRecorder(
             trace: trace, crashAt: schedule.crash?.point, inSaga: schedule.crash.map { ids[$0.saga] })
         let triggers = OperationTriggers(schedule.operations, ids: ids)
+        let dying = try await open()
         let first = SagaEngine(
-            store: store, configuration: triggers.configure(crashing.configure(faults.configure(configuration))),
+            store: dying, configuration: triggers.configure(crashing.configure(faults.configure(configuration))),
             logger: logger)
+        do {
+            try await runFirst(first, schedule: schedule, definitions: definitions, ids: ids, triggers: triggers)
+        } catch {
+            try? await close(dying)
+            throw error
+        }
+        try await close(dying)
+
+        let store = try await open()
+        do {
+            let violations = try await recover(
+                schedule, on: store, definitions: definitions, ids: ids, ledger: ledger, trace: trace,
+                crashing: crashing, faults: faults, logger: logger)
+            try await close(store)
+            return violations
+        } catch {
+            try? await close(store)
+            throw error
+        }
+    }
+
+    /// The first half of a run: the schedule's sagas and operator actions, concurrently, on the engine
+    /// that dies at the crash point.
+    private func runFirst(
+        _ first: SagaEngine, schedule: SagaSchedule, definitions: [SagaDefinition<Input, NoOutput>], ids: [String],
+        triggers: OperationTriggers
+    ) async throws {
         try await withRunningSagaEngine(first) { engine in
             await withTaskGroup(of: Void.self) { group in
                 for (index, definition) in definitions.enumerated() {
@@ -69,7 +174,15 @@ public struct SagaScheduleRunner: Sendable {
                 }
             }
         }
+    }
 
+    /// The second half of a run: a new engine on the log recovers the sagas while callers attach by
+    /// id; then every saga is checked.
+    private func recover(
+        _ schedule: SagaSchedule, on store: InterleavingStore, definitions: [SagaDefinition<Input, NoOutput>],
+        ids: [String], ledger: EffectLedger, trace: SagaTrace, crashing: FaultPointRecorder,
+        faults: ParticipantFaults, logger: Logger
+    ) async throws -> [InvariantViolation] {
         let observer = FaultPointRecorder(trace: trace)
         let second = SagaEngine(
             store: store, configuration: observer.configure(faults.configure(configuration)), logger: logger)

@@ -30,7 +30,9 @@ struct PostgresSagaStoreTests {
         }
         try await withRunningStores([configuration]) { stores async throws in
             let store = stores[0]
-            #expect(try await store.executeForTesting("SELECT id FROM sagakit_migrations") == ["sagakit.v1"])
+            #expect(
+                Set(try await store.executeForTesting("SELECT id FROM sagakit_migrations").compactMap { $0 })
+                    == Set(PostgresSagaStore.migrationIDs))
             #expect(
                 try await store.executeForTesting("SELECT value FROM sagakit_meta WHERE key = 'log_format_version'")
                     == ["\(PostgresSagaStore.logFormatVersion)"])

@@ -6,25 +6,60 @@ import Synchronization
 import Testing
 
 /// Random saga shapes, fault schedules, concurrent mixes and crash points, checked against every
-/// invariant. `SAGAKIT_SCHEDULES` sets how many (default 10,000) for long soak runs.
+/// invariant, on each kind of store (``TestStoreKind``). `SAGAKIT_SCHEDULES` sets how many run in memory
+/// (default 10,000) for long soak runs, `SAGAKIT_STORE_SCHEDULES` how many on each real store.
 @Suite("Property-based schedules", .tags(.recovery))
 struct PropertyScheduleTests {
     static var count: Int {
         ProcessInfo.processInfo.environment["SAGAKIT_SCHEDULES"].flatMap(Int.init) ?? 10_000
     }
 
-    @Test(.timeLimit(.minutes(5)))
-    func randomSchedulesKeepEveryInvariant() async {
+    /// How many schedules run on `kind`. A real store costs far more per schedule than memory: every
+    /// schedule opens a log of its own twice (an SQLite file; a PostgreSQL schema, migrated, with two
+    /// store instances and their pools) and removes it, so the file and database variants run fewer,
+    /// to stay within a minute or two on a two-core machine. `SAGAKIT_STORE_SCHEDULES` overrides both.
+    static func count(on kind: TestStoreKind) -> Int {
+        switch kind {
+        case .memory: return count
+        case .sqlite: return storeCount ?? 1_000
+        #if Postgres
+            case .postgres: return storeCount ?? 200
+        #endif
+        }
+    }
+
+    static var storeCount: Int? {
+        ProcessInfo.processInfo.environment["SAGAKIT_STORE_SCHEDULES"].flatMap(Int.init)
+    }
+
+    /// A runner over `kind`: each schedule on a fresh log (a new SQLite file, a new PostgreSQL schema),
+    /// opened by a new store instance for each engine, as a restarted process would open it.
+    static func runner(on kind: TestStoreKind) -> SagaScheduleRunner {
+        var runner = SagaScheduleRunner()
+        guard kind != .memory else { return runner }
+        runner.makeLog = {
+            let stores = try TestStores(kind)
+            return SagaScheduleRunner.Log(
+                open: { try await stores.open() }, close: { _ in try await stores.close() },
+                remove: { try await stores.remove() })
+        }
+        return runner
+    }
+
+    @Test(.timeLimit(.minutes(5)), arguments: TestStoreKind.allCases)
+    func randomSchedulesKeepEveryInvariant(on kind: TestStoreKind) async {
         let runs = Mutex(0)
         let started = ContinuousClock.now
-        await propertyCheck(count: Self.count, input: SagaGen.schedule()) { schedule in
+        let count = Self.count(on: kind)
+        let runner = Self.runner(on: kind)
+        await propertyCheck(count: count, input: SagaGen.schedule()) { schedule in
             runs.withLock { $0 += 1 }
-            let violations = try await SagaScheduleRunner().run(schedule)
+            let violations = try await runner.run(schedule)
             #expect(violations.isEmpty, "\(schedule)\n\(violations.map(\.description).joined(separator: "\n"))")
         }
         let elapsed = ContinuousClock.now - started
-        print("property schedules: \(runs.withLock { $0 }) run in \(elapsed)")
-        #expect(runs.withLock { $0 } == Self.count)
+        print("property schedules (\(kind)): \(runs.withLock { $0 }) run in \(elapsed)")
+        #expect(runs.withLock { $0 } == count)
     }
 
     static func broken(_ schedule: SagaSchedule, bug: PlantedBug = .skipWriteAheadIntent) async throws

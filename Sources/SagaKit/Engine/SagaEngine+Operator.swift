@@ -110,13 +110,36 @@ extension SagaEngine {
     /// Cancels a saga that has not reached its pivot: it stops going forward and compensates every
     /// step that started, then ends ``SagaStatus/compensated`` with the reason as its cause.
     ///
-    /// Returns once the cancellation is durable in the log.
+    /// Returns once the cancellation is durable: in the saga's log when this engine runs the saga, or,
+    /// on a ``SharedSagaStore`` when another live engine runs it, as a request for that engine. Only the
+    /// owner appends to a saga, so this engine then writes nothing to the saga's log: it records a
+    /// ``SagaOperatorRequest`` of kind ``SagaOperatorRequest/Kind/cancel``, which the owning engine
+    /// carries out at its next sweep (within ``SharedSagaStore/sweepInterval``) exactly as if the call
+    /// had been made there, and answers: ``SagaOperatorRequest/State/applied`` once `operator.cancelled`
+    /// is in the log, ``SagaOperatorRequest/State/refused`` with the reason when the saga has passed its
+    /// pivot, finished meanwhile, or cannot be run by its owner. If the owner dies first, the engine that
+    /// claims the saga answers the request. Watch the saga's ``summary(of:)`` (it becomes
+    /// ``SagaStatus/compensating``) and ``history(of:)``, or the request in ``operatorRequests(of:)``;
+    /// or call ``cancel(sagaID:reason:waitingForOwner:)`` to wait for the answer.
+    ///
+    /// ```swift
+    /// try await engine.cancel(sagaID: "order-43", reason: "customer cancelled")
+    /// ```
     ///
     /// - Throws: ``SagaError`` with ``SagaError/Code/cannotCancel`` when the pivot has started or
-    ///   the saga is not running forward, or ``SagaError/Code/unknownSaga``.
+    ///   the saga is not running forward, or ``SagaError/Code/unknownSaga``;
+    ///   ``SagaError/Code/ownershipLost`` when another engine runs the saga and the store has no request
+    ///   channel.
     public func cancel(sagaID: String, reason: String) async throws {
+        _ = try await cancel(sagaID: sagaID, reason: reason, waitingForOwner: .zero)
+    }
+
+    /// Cancels the saga here: joins the pending cancellation of the run, or loads the saga into a run
+    /// that logs it. `registered` runs once the cancellation is in place; the call returns once it is
+    /// durable.
+    func cancelHere(_ sagaID: String, reason: String, registered: () -> Void = {}) async throws {
         if let active = activeRun(sagaID) {
-            try await active.requestCancel(reason: reason)
+            try await active.requestCancel(reason: reason, registered: registered)
             return
         }
         try ensureRunning(sagaID, action: "cancelled")
@@ -126,6 +149,7 @@ extension SagaEngine {
             try await run.requestCancel(reason: reason) {
                 queued.withLock { $0 = true }
                 enqueue(.execute(run))
+                registered()
             }
         } catch {
             // Refused before the run was queued: nothing runs it, so drop it and wake its waiters. Once

@@ -16,7 +16,9 @@ extension SagaEngine {
                 // Another engine sharing the log owns the saga now: resuming here would be fenced too.
                 if let lost = superseded.fallback, lost.code == .ownershipLost { throw lost }
                 await waitForRecovery()
-                if activeRun(sagaID) == nil, runtime.withLock({ $0.isRunning && !$0.isShuttingDown }) {
+                if activeRun(sagaID) == nil, !isAnotherEnginesSaga(sagaID),
+                    runtime.withLock({ $0.isRunning && !$0.isShuttingDown })
+                {
                     try? await resume(sagaID: sagaID)
                 }
                 if let run = activeRun(sagaID) {
@@ -49,7 +51,9 @@ extension SagaEngine {
             let how =
                 stopped
                 ? "this engine has stopped; it resumes when a new engine over this log runs (its run() recovers every unfinished saga)"
-                : "it resumes when an engine recovers it, or with resume(sagaID:) on this engine"
+                : isAnotherEnginesSaga(sagaID)
+                    ? "another engine sharing the log runs it, or will claim it once its owner's lease has run out"
+                    : "it resumes when an engine recovers it, or with resume(sagaID:) on this engine"
             throw SagaError(
                 .interrupted, sagaID: sagaID,
                 message: "saga '\(sagaID)' is \(summary.status) in the log but not running in this engine; \(how)")

@@ -63,7 +63,9 @@ extension SagaEngine {
                     group.addTask {
                         defer { self.limiter.release() }
                         switch job {
-                        case .execute(let execution): await execution.drive()
+                        case .execute(let execution):
+                            await execution.drive()
+                            self.holdForSweepIfLogWritesFailed(execution)
                         case .load(let id): await self.load(id)
                         }
                     }
@@ -75,17 +77,19 @@ extension SagaEngine {
     }
 
     /// Every ``SharedSagaStore/sweepInterval`` until shutdown: claims the sagas of engines whose lease
-    /// ran out and resumes them, as recovery does at start.
+    /// ran out and resumes them, as recovery does at start; and resumes this engine's own sagas whose
+    /// runs stopped because the log could not be written (see ``resumeSagasWhoseLogWritesFailed()``).
     func sweepOrphanedSagas(_ shared: any SharedSagaStore) async {
         while await sleep(for: shared.sweepInterval) {
             await sweepOnce(shared)
         }
     }
 
-    /// Claims orphaned sagas once and queues their runs; logs (and retries on the next sweep) a
-    /// store that cannot be read.
+    /// Resumes this engine's sagas whose log writes failed, claims orphaned sagas once and queues
+    /// their runs; logs (and retries on the next sweep) a store that cannot be read.
     func sweepOnce(_ shared: any SharedSagaStore) async {
         guard shared.leaseIsCurrent else { return }
+        await resumeSagasWhoseLogWritesFailed()
         do {
             let claimed = try await shared.claimOrphanedSagas(limit: 1_000)
             var resumed = 0
@@ -99,6 +103,7 @@ extension SagaEngine {
             logger.warning(
                 "could not claim orphaned sagas; trying again at the next sweep", metadata: ["error": "\(error)"])
         }
+        await answerOperatorRequests(shared)  // cancellations made through other engines (SagaEngine+Requests)
     }
 
     func finishRecovery() {

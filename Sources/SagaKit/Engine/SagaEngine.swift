@@ -202,12 +202,19 @@ public final class SagaEngine: Service, Sendable {
                     .sagaIDConflict, sagaID: id,
                     message: "saga id '\(id)' belongs to a '\(summary.name)' saga, not '\(name)'")
             }
-            // The saga exists and may be waiting for recovery: make sure it runs.
-            if summary.status.isActive {
+            // The saga exists and may be waiting for recovery: make sure it runs. On a shared log it
+            // may be another engine's: its owner runs it, or the sweep claims it once that engine's
+            // lease has run out; resuming it here would only be fenced out.
+            if summary.status.isActive, !isAnotherEnginesSaga(id) {
                 await waitForRecovery()
                 if activeRun(id) == nil { try? await resume(sagaID: id) }
             }
         }
+    }
+
+    /// Whether the saga belongs to another engine sharing the log, as far as this engine's store knows.
+    func isAnotherEnginesSaga(_ sagaID: String) -> Bool {
+        sharedStore.map { !$0.holdsOwnership(of: sagaID) } ?? false
     }
 
     /// Starts a saga (or attaches to the one with this id) and waits for its outcome.

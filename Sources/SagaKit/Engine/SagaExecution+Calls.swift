@@ -96,6 +96,9 @@ extension SagaExecution {
             markDurable()
             try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .afterAppend, records: kinds))
             return output
+        } catch let error as SagaStoreError where error.code == .ownershipLost {
+            // A shared log's fence refused the outcome record, and the work was rolled back with it.
+            throw ownershipLost(error)
         } catch {
             if applied.withLock({ $0 }) {
                 // The outcome was applied in memory but its transaction did not commit: stop, and let

@@ -93,18 +93,7 @@ extension SagaExecution {
                 resolveAcceptance(.failure(error))
                 throw RunStop(kind: .alreadyExists)
             } catch let error as SagaStoreError where error.code == .ownershipLost {
-                // A shared log fenced this engine out: the saga is another engine's now.
-                engine.metrics.logWriteFailure()
-                logger.warning(
-                    "saga belongs to another engine sharing the log; this engine stops running it",
-                    metadata: ["error": "\(error)"])
-                throw RunStop(
-                    kind: .failed(
-                        SagaError(
-                            .ownershipLost, sagaID: id,
-                            message:
-                                "saga '\(id)' belongs to another engine sharing the log (it was taken over after this engine's lease ran out, or another engine runs it); this engine stops running it (\(error.message))"
-                        )), isConflict: true)
+                throw ownershipLost(error)
             } catch {
                 engine.metrics.logWriteFailure()
                 let duplicate = (error as? SagaStoreError)?.code == .duplicateRecord
@@ -126,6 +115,22 @@ extension SagaExecution {
                 throw RunStop(kind: .failed(failure), isConflict: duplicate)
             }
         }
+    }
+
+    /// The stop of a run whose append a shared log's fence refused: the saga is another engine's now.
+    func ownershipLost(_ error: SagaStoreError) -> RunStop {
+        engine.metrics.logWriteFailure()
+        engine.metrics.sagaLost(plan.name)
+        logger.warning(
+            "saga belongs to another engine sharing the log; this engine stops running it",
+            metadata: ["error": "\(error)"])
+        return RunStop(
+            kind: .failed(
+                SagaError(
+                    .ownershipLost, sagaID: id,
+                    message:
+                        "saga '\(id)' belongs to another engine sharing the log (it was taken over after this engine's lease ran out, or another engine runs it); this engine stops running it (\(error.message))"
+                )), isConflict: true)
     }
 
     func markDurable() {

@@ -74,6 +74,10 @@ final class SagaMetrics: Sendable {
         counter("sagakit_recovered_total", [("saga", saga)]).increment()
     }
 
+    func sagaLost(_ saga: String) {
+        counter("sagakit_sagas_lost_total", [("saga", saga)]).increment()
+    }
+
     func logWriteFailure() {
         counter("sagakit_log_write_failures_total", []).increment()
     }

@@ -62,11 +62,7 @@ final class TestStores: Sendable {
         #if Postgres
             case .postgres:
                 // A new store instance is a new engine process: a new instance id, its own heartbeat.
-                var settings = try PostgresSagaStore.Configuration(
-                    url: ProcessInfo.processInfo.environment["SAGAKIT_POSTGRES_URL"] ?? "")
-                settings.schema = schema
-                settings.maximumConnections = 2
-                let store = PostgresSagaStore(configuration: settings)
+                let store = PostgresSagaStore(configuration: try postgresConfiguration())
                 let task = Task { try await store.run() }
                 try await store.waitUntilReady()
                 open.withLock { $0.append(store) }
@@ -74,6 +70,27 @@ final class TestStores: Sendable {
                 return store
         #endif
         }
+    }
+
+    #if Postgres
+        /// The PostgreSQL store's settings: the server of `SAGAKIT_POSTGRES_URL`, this instance's schema.
+        private func postgresConfiguration() throws -> PostgresSagaStore.Configuration {
+            var settings = try PostgresSagaStore.Configuration(
+                url: ProcessInfo.processInfo.environment["SAGAKIT_POSTGRES_URL"] ?? "")
+            settings.schema = schema
+            settings.maximumConnections = 2
+            return settings
+        }
+    #endif
+
+    /// Closes the open stores, then removes the log: the SQLite file's directory, the PostgreSQL
+    /// schema. For suites that make many logs (one per property case).
+    func remove() async throws {
+        try await close()
+        try directory.remove()
+        #if Postgres
+            if kind == .postgres { try await PostgresSagaStore.dropSchemaForTesting(try postgresConfiguration()) }
+        #endif
     }
 
     /// Closes the open stores so the next `open()` can own the log, as a new process would (a

@@ -10,14 +10,14 @@ public import SagaKit
 public struct OrderAPI: Sendable {
     let engine: SagaEngine
     let definition: SagaDefinition<PlaceOrder, PlacedOrder>
-    let orders: OrderDatabase.Reader
+    let orders: any OrderReading
     let registry: PrometheusCollectorRegistry
     /// How long `POST /orders` waits for the saga before answering 202 with its id.
     public var answerWithin: Duration
 
     /// Creates the API.
     public init(
-        engine: SagaEngine, definition: SagaDefinition<PlaceOrder, PlacedOrder>, orders: OrderDatabase.Reader,
+        engine: SagaEngine, definition: SagaDefinition<PlaceOrder, PlacedOrder>, orders: any OrderReading,
         registry: PrometheusCollectorRegistry, answerWithin: Duration = .seconds(10)
     ) {
         self.engine = engine
@@ -107,7 +107,15 @@ public struct OrderAPI: Sendable {
         }
         let handle = try await engine.start(definition, id: sagaID, input: order)
         let outcome = try await withThrowingTaskGroup(of: SagaOutcome<PlacedOrder>?.self) { group in
-            group.addTask { try await handle.outcome() }
+            group.addTask {
+                do {
+                    return try await handle.outcome()
+                } catch let error as SagaError where error.code == .interrupted || error.code == .ownershipLost {
+                    // Another order-service sharing the saga log runs it (it was started there, or taken
+                    // over from here): still being placed, so the answer is 202 and where to follow it.
+                    return nil
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: answerWithin)
                 return nil

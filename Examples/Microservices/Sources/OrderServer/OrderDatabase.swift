@@ -1,6 +1,15 @@
 import Foundation
 import GRDB
 
+/// Where `GET /orders/{id}` and `orders_created_total` read the orders: SQLite (``OrderDatabase``)
+/// or PostgreSQL (``PostgresOrders``), beside the saga log.
+public protocol OrderReading: Sendable {
+    /// The order with this number.
+    func order(id: Int64) async throws -> PlacedOrder?
+    /// Orders created, by product, for `orders_created_total`.
+    func createdByProduct() async throws -> [Int32: Int]
+}
+
 /// order-service's orders, kept in the saga log's own SQLite file so that writing an order and
 /// logging the step's outcome commit in one transaction (`SagaStep.local`).
 public enum OrderDatabase {
@@ -37,7 +46,7 @@ public enum OrderDatabase {
     }
 
     /// A reader of the orders, beside the saga store's own connections.
-    public final class Reader: Sendable {
+    public final class Reader: OrderReading {
         let pool: DatabasePool
 
         /// Opens a read-only pool on the log file.

@@ -4,13 +4,14 @@ public import Hummingbird
 public import Logging
 import Prometheus
 public import SagaKit
-public import SagaKitSQLite
+import SagaKitPostgres
+import SagaKitSQLite
 import ServiceLifecycle
 import UnixSignals
 
-/// order-service assembled: the saga log (SQLite, with the orders table beside it), the SagaKit
-/// engine running the place-order saga, product-service's gRPC client, and the HTTP server, as the
-/// services of one `ServiceGroup`.
+/// order-service assembled: the saga log (SQLite, or PostgreSQL shared by several replicas, with the
+/// orders table beside it), the SagaKit engine running the place-order saga, product-service's gRPC
+/// client, and the HTTP server, as the services of one `ServiceGroup`.
 public struct OrderServiceApp: Sendable {
     /// Where to find everything.
     public struct Settings: Sendable {
@@ -18,8 +19,16 @@ public struct OrderServiceApp: Sendable {
         public var host = "127.0.0.1"
         /// The port (0: any free port).
         public var port = 8000
-        /// The directory of `sagas.sqlite`.
+        /// The directory of `sagas.sqlite` (unused with ``databaseURL``).
         public var dataDirectory: String
+        /// A PostgreSQL URL: the saga log and the orders live there, shared by every replica given the
+        /// same URL; `nil` for SQLite in ``dataDirectory``.
+        public var databaseURL: String?
+        /// How often a PostgreSQL log's heartbeat is renewed; `nil` for the store's default (5 s).
+        public var heartbeatInterval: Duration?
+        /// How long a PostgreSQL log's heartbeat holds this replica's sagas before another replica
+        /// takes them over; `nil` for the store's default (30 s).
+        public var lease: Duration?
         /// product-service, `host:port` (the article's `PRODUCT_SERVICE_ADDR`).
         public var productServiceAddress = "127.0.0.1:50051"
         /// user-service's base URL.
@@ -34,27 +43,42 @@ public struct OrderServiceApp: Sendable {
     /// The settings.
     public let settings: Settings
     /// The saga log.
-    public let store: SQLiteSagaStore
+    public let store: any SagaStore
     /// The engine.
     public let engine: SagaEngine
     /// product-service's client.
     public let stock: GRPCStockService
     /// The orders reader.
-    public let orders: OrderDatabase.Reader
+    public let orders: any OrderReading
     /// The place-order saga.
     public let definition: SagaDefinition<PlaceOrder, PlacedOrder>
     let registry: PrometheusCollectorRegistry
     let logger: Logger
 
     /// Opens the log and builds the services.
+    ///
+    /// - Throws: `SagaStoreError` when the SQLite log cannot be opened or the PostgreSQL URL is not
+    ///   one (a PostgreSQL server that cannot be reached fails ``run(onServerRunning:)``).
     public init(settings: Settings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
-        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
-        let path = (settings.dataDirectory as NSString).appendingPathComponent("sagas.sqlite")
-        try OrderDatabase.prepare(path: path)
-        store = try SQLiteSagaStore(path: path, logger: logger)
-        orders = try OrderDatabase.Reader(path: path)
+        let storage: OrderStorage
+        if let url = settings.databaseURL {
+            var configuration = try PostgresSagaStore.Configuration(url: url)
+            if let heartbeat = settings.heartbeatInterval { configuration.heartbeatInterval = heartbeat }
+            if let lease = settings.lease { configuration.lease = lease }
+            let postgres = PostgresSagaStore(configuration: configuration, logger: logger)
+            store = postgres
+            orders = PostgresOrders(store: postgres, logger: logger)
+            storage = .postgres(logger: logger)
+        } else {
+            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+            let path = (settings.dataDirectory as NSString).appendingPathComponent("sagas.sqlite")
+            try OrderDatabase.prepare(path: path)
+            store = try SQLiteSagaStore(path: path, logger: logger)
+            orders = try OrderDatabase.Reader(path: path)
+            storage = .sqlite
+        }
         stock = try GRPCStockService(address: settings.productServiceAddress)
         registry = PrometheusCollectorRegistry()
         var configuration = SagaEngine.Configuration()
@@ -65,7 +89,8 @@ public struct OrderServiceApp: Sendable {
         // which calls fail at once. 8 attempts spent about 3.5 s and refused orders under a restart.
         definition = PlaceOrderSaga.definition(
             users: HTTPUserDirectory(baseURL: settings.userServiceURL), stock: stock,
-            options: StepOptions(retry: .exponential(maxAttempts: 20, maxBackoff: .seconds(2)), timeout: .seconds(5)))
+            options: StepOptions(retry: .exponential(maxAttempts: 20, maxBackoff: .seconds(2)), timeout: .seconds(5)),
+            storage: storage)
         try engine.register(definition)
     }
 
@@ -83,6 +108,10 @@ public struct OrderServiceApp: Sendable {
     }
 
     /// Runs everything until graceful shutdown (SIGTERM, SIGINT), then closes the log.
+    ///
+    /// On PostgreSQL the store opens first (a wrong URL or password, or a server that is down, stops
+    /// order-service with the store's error) and the orders table is created, before the engine
+    /// recovers and the HTTP server listens; the store closes after the engine's last append.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -92,8 +121,24 @@ public struct OrderServiceApp: Sendable {
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
-        try orders.close()
-        try await store.close()
+        if let postgres = store as? PostgresSagaStore, let orders = orders as? PostgresOrders {
+            try await withThrowingTaskGroup(of: Void.self) { running in
+                running.addTask { try await postgres.run() }
+                do {
+                    try await postgres.waitUntilReady()
+                    try await orders.prepare()
+                    try await group.run()
+                } catch {
+                    try? await postgres.close()
+                    throw error
+                }
+                try await postgres.close()
+                try await running.waitForAll()
+            }
+        } else if let sqlite = store as? SQLiteSagaStore, let reader = orders as? OrderDatabase.Reader {
+            try await group.run()
+            try reader.close()
+            try await sqlite.close()
+        }
     }
 }

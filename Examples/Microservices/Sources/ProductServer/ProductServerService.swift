@@ -75,7 +75,7 @@ public final class ProductServerService: Service, Sendable {
     ///   - products: The product service the calls go to.
     ///   - configuration: Where to listen.
     ///   - logger: The server's logger; the gRPC service logs through it too.
-    ///   - interceptors: Applied to every call, in order (the test fault ``LostDeductReplies``).
+    ///   - interceptors: Applied to every call, in order (the test faults ``LostDeductReplies`` and ``SlowDeductReplies``).
     public init(
         products: ProductService, configuration: Configuration = Configuration(), logger: Logger,
         interceptors: [any ServerInterceptor] = []

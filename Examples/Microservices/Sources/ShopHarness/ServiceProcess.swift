@@ -162,6 +162,37 @@ public final class ServiceProcess: Sendable {
         try await stop(.kill)
     }
 
+    /// Stops the process where it is with SIGSTOP, as a long pause would (a frozen VM, a debugger, a
+    /// stalled host): it neither runs nor answers, and keeps its sockets, until ``resume()``.
+    ///
+    /// ```swift
+    /// try service.pause()
+    /// // ... the others carry on without it ...
+    /// try service.resume()
+    /// ```
+    ///
+    /// - Throws: ``ServiceProcessError/Code/notStarted`` when the process is not running.
+    public func pause() throws {
+        try signal(SIGSTOP, "pause")
+    }
+
+    /// Lets a process stopped by ``pause()`` go on, with SIGCONT.
+    ///
+    /// - Throws: ``ServiceProcessError/Code/notStarted`` when the process is not running.
+    public func resume() throws {
+        try signal(SIGCONT, "resume")
+    }
+
+    private func signal(_ number: Int32, _ action: String) throws {
+        guard let pid = pid.withLock({ $0 }) else {
+            throw ServiceProcessError(.notStarted, "\(name) is not running: nothing to \(action)")
+        }
+        guard Glibc.kill(pid, number) == 0 else {
+            throw ServiceProcessError(
+                .notStarted, "\(name) (pid \(pid)) could not be signalled to \(action): errno \(errno)")
+        }
+    }
+
     private func stop(_ command: Command) async throws -> TerminationStatus {
         guard let task = running.withLock({ $0 }) else {
             throw ServiceProcessError(.notStarted, "\(name) was never started")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
 import Logging
 import ProductServer
 import ServiceLifecycle
@@ -58,7 +59,25 @@ struct ProductServiceCommand: AsyncParsableCommand {
             valueName: "n", visibility: .hidden))
     var loseDeductReplies = 0
 
+    /// A test-only fault: see ``SlowDeductReplies``.
+    @Option(
+        help: ArgumentHelp(
+            "Test fault: apply every DeductStock call at once and answer it N milliseconds later.",
+            valueName: "ms", visibility: .hidden))
+    var deductReplyDelayMs = 0
+
+    /// The test faults asked for, in order.
+    func interceptors(logger: Logger) -> [any ServerInterceptor] {
+        var interceptors: [any ServerInterceptor] = []
+        if loseDeductReplies > 0 { interceptors.append(LostDeductReplies(count: loseDeductReplies, logger: logger)) }
+        if deductReplyDelayMs > 0 { interceptors.append(SlowDeductReplies(delay: .milliseconds(deductReplyDelayMs))) }
+        return interceptors
+    }
+
     func validate() throws {
+        guard (0...60_000).contains(deductReplyDelayMs) else {
+            throw ValidationError("--deduct-reply-delay-ms must be from 0 to 60000, got \(deductReplyDelayMs)")
+        }
         if let openingStock, openingStock < 0 {
             throw ValidationError("--opening-stock must not be negative, got \(openingStock)")
         }
@@ -113,7 +132,7 @@ struct ProductServiceCommand: AsyncParsableCommand {
             products: products,
             configuration: .init(host: host, port: try resolvedPort()),
             logger: logger,
-            interceptors: loseDeductReplies > 0 ? [LostDeductReplies(count: loseDeductReplies, logger: logger)] : [])
+            interceptors: interceptors(logger: logger))
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: server, serviceName: "product-service")],

@@ -28,6 +28,24 @@ struct ShopLedger {
     init(product: String = "101", productsFile: String, sagasFile: String) throws {
         var configuration = Configuration()
         configuration.readonly = true
+        let sagas = try DatabaseQueue(path: sagasFile, configuration: configuration)
+        defer { try? sagas.close() }
+        let (orders, orderRows) = try sagas.read { db in
+            var orders: [String: Int] = [:]
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT saga_id, quantity FROM shop_orders WHERE product_id = ?",
+                arguments: [Int(product) ?? 0])
+            for row in rows { orders[row["saga_id"]] = row["quantity"] }
+            return (orders, rows.count)
+        }
+        try self.init(product: product, productsFile: productsFile, orders: orders, orderRows: orderRows)
+    }
+
+    /// Reads product-service's side from its data file, with order-service's orders of the product
+    /// as read elsewhere (from PostgreSQL): quantity by saga id, and the number of rows.
+    init(product: String = "101", productsFile: String, orders: [String: Int], orderRows: Int) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
         let products = try DatabaseQueue(path: productsFile, configuration: configuration)
         defer { try? products.close() }
         (stock, received, movements) = try products.read { db in
@@ -42,16 +60,8 @@ struct ShopLedger {
             }
             return (row?["stock"] ?? -1, row?["received"] ?? -1, movements)
         }
-        let sagas = try DatabaseQueue(path: sagasFile, configuration: configuration)
-        defer { try? sagas.close() }
-        (orders, orderRows) = try sagas.read { db in
-            var orders: [String: Int] = [:]
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT saga_id, quantity FROM shop_orders WHERE product_id = ?",
-                arguments: [Int(product) ?? 0])
-            for row in rows { orders[row["saga_id"]] = row["quantity"] }
-            return (orders, rows.count)
-        }
+        self.orders = orders
+        self.orderRows = orderRows
     }
 
     /// The key the saga's deduct-stock step sends to product-service.
