@@ -1,7 +1,8 @@
 import Foundation
-import SagaKit
 import SagaKitTesting
 import Testing
+
+@testable import SagaKit
 
 @Suite("Saga engine", .tags(.engine), .timeLimit(.minutes(1)))
 struct SagaEngineTests {
@@ -274,7 +275,13 @@ struct SagaEngineTests {
             let handle = try await engine.start(saga, id: "c-1", input: Order(id: 11))
             await participant.waitForCalls("charge")
             // The cancellation is logged at the saga's next durable boundary: after charge returns.
-            async let cancelled: Void = engine.cancel(sagaID: "c-1", reason: "customer changed their mind")
+            // charge is released only once the cancellation is in place (else, on a slow machine, the
+            // saga could reach its pivot first and the cancellation be refused).
+            let (registered, signal) = AsyncStream.makeStream(of: Void.self)
+            async let cancelled: Void = engine.cancelHere("c-1", reason: "customer changed their mind") {
+                signal.finish()
+            }
+            for await _ in registered {}
             participant.release("charge")
             try await cancelled
             let outcome = try await handle.outcome()
