@@ -54,6 +54,8 @@ struct PostgresRow: Codable, Sendable {
         var url: String
         var engines: [Int]
         var concurrency: Int
+        /// Each engine's `maximumCommitsInFlight`, when the command line set it.
+        var commitsInFlight: Int?
         var warmup: Double
         var duration: Double
         var repeats: Int
@@ -316,10 +318,11 @@ struct PostgresRow: Codable, Sendable {
     func runWorker(
         _ executable: Executable, plan: PostgresPlan, worker: Int, schema: String, barrier: StartBarrier
     ) async throws -> PostgresWorkerReport {
-        let arguments = [
-            "postgres-worker", "--url", plan.url, "--schema", schema, "--worker", "\(worker)",
-            "--concurrency", "\(plan.concurrency)", "--warmup", "\(plan.warmup)", "--duration", "\(plan.duration)",
-        ]
+        let arguments =
+            [
+                "postgres-worker", "--url", plan.url, "--schema", schema, "--worker", "\(worker)",
+                "--concurrency", "\(plan.concurrency)", "--warmup", "\(plan.warmup)", "--duration", "\(plan.duration)",
+            ] + (plan.commitsInFlight.map { ["--commits-in-flight", "\($0)"] } ?? [])
         let result = try await Subprocess.run(
             executable, arguments: Arguments(arguments), input: .inputWriter, output: .sequence,
             error: .string(limit: 1 << 20)

@@ -17,6 +17,7 @@
         var concurrency = 256
         var warmup = 1.0
         var duration = 5.0
+        var commitsInFlight: Int?
 
         static let usage = """
             usage: saga-bench postgres-worker --url URL --schema NAME [options]
@@ -28,6 +29,7 @@
               --concurrency N         sagas in flight (default 256)
               --warmup S              seconds of load before the timed window (default 1)
               --duration S            the timed window in seconds (default 5)
+              --commits-in-flight N   the store's maximumCommitsInFlight (default: the store's default)
             """
 
         init(_ arguments: [String]) throws {
@@ -50,6 +52,7 @@
                 case "--concurrency": concurrency = max(1, Int(try value(argument)) ?? 256)
                 case "--warmup": warmup = try number(argument)
                 case "--duration": duration = try number(argument)
+                case "--commits-in-flight": commitsInFlight = max(1, Int(try value(argument)) ?? 1)
                 case "--help", "-h":
                     print(Self.usage)
                     exit(0)
@@ -98,6 +101,7 @@
         let options = try PostgresWorkerOptions(arguments)
         var configuration = try PostgresSagaStore.Configuration(url: options.url)
         configuration.schema = options.schema
+        if let commitsInFlight = options.commitsInFlight { configuration.maximumCommitsInFlight = commitsInFlight }
         let report = try await withRunningPostgresStore(configuration) { store in
             let engine = SagaEngine(store: store, configuration: engineConfiguration(), logger: silentLogger)
             let saga = PostgresBenchSaga()

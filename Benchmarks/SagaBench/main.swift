@@ -24,6 +24,7 @@ struct Options {
     var postgresURL = ProcessInfo.processInfo.environment["SAGAKIT_POSTGRES_URL"]
     var engines = [1, 2, 3]
     var postgresConcurrency = 256
+    var commitsInFlight: Int?
 
     static let usage = """
         usage: saga-bench [options]
@@ -46,6 +47,7 @@ struct Options {
           --engines LIST          the postgres section's engine process counts (default 1,2,3)
           --postgres-concurrency N  sagas in flight per engine process (default 256); the postgres section's
                                   window is --seconds (default 5, quick 1) after a warm-up of 1 s (quick 0.5)
+          --commits-in-flight N   each engine's PostgresSagaStore maximumCommitsInFlight (default: the store's)
         """
 
     init(_ arguments: [String]) throws {
@@ -96,6 +98,11 @@ struct Options {
                     return number
                 }
             case "--postgres-concurrency": postgresConcurrency = max(1, Int(try value(argument)) ?? 256)
+            case "--commits-in-flight":
+                guard let count = Int(try value(argument)), count >= 1 else {
+                    throw BenchError("--commits-in-flight takes a count of at least 1")
+                }
+                commitsInFlight = count
             case "--help", "-h":
                 print(Self.usage)
                 exit(0)
@@ -269,7 +276,8 @@ func main() async throws {
             report.postgres = try await measurePostgres(
                 PostgresPlan(
                     url: url, engines: options.engines, concurrency: options.postgresConcurrency,
-                    warmup: quick ? 0.5 : 1, duration: options.seconds ?? (quick ? 1 : 5),
+                    commitsInFlight: options.commitsInFlight, warmup: quick ? 0.5 : 1,
+                    duration: options.seconds ?? (quick ? 1 : 5),
                     repeats: options.repeats ?? (quick ? 1 : 3), probeDuration: .seconds(quick ? 1 : 3)))
         }
     #endif

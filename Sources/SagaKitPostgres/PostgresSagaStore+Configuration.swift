@@ -54,8 +54,9 @@ extension PostgresSagaStore {
         public var tls: TLS = .prefer
         /// The most connections the store's pool opens. Default 8.
         ///
-        /// Appends use one connection at a time (they are group-committed); the rest serve reads,
-        /// heartbeats and claims.
+        /// Appends use at most ``maximumCommitsInFlight`` connections at a time (they are
+        /// group-committed), and one more per local step committing; the rest serve reads, heartbeats and
+        /// claims.
         public var maximumConnections: Int = 8
         /// How long opening a TCP connection may take. Default 10 seconds.
         public var connectTimeout: Duration = .seconds(10)
@@ -67,6 +68,13 @@ extension PostgresSagaStore {
         public var lease: Duration = .seconds(30)
         /// The most appends one group commit writes. Default 512.
         public var maximumBatchSize: Int = 512
+        /// The most group commits the store has in flight at once. Default 2.
+        ///
+        /// With one, the appends that arrive while a batch commits wait for its answer; with two, the
+        /// next batch is built and sent while the last one waits for the disk, so the database's commit
+        /// path, not the round trip, bounds the rate. A saga's appends still commit in order: a batch
+        /// takes no append of a saga whose last write is in flight.
+        public var maximumCommitsInFlight: Int = 2
 
         /// Creates a configuration with the defaults.
         ///

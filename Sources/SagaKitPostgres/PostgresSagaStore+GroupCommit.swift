@@ -7,10 +7,11 @@ import Synchronization
 
 // MARK: - Group commit
 //
-// `append` checks its append, puts it with a continuation in `writes` and waits. `run()` drives one
-// writer (`writeLoop`): it takes every queued append (at most one per saga, so that one saga's appends
-// commit in order and each sees the row its predecessor left; later ones wait for the next batch) and
-// writes the batch in one transaction with ONE statement (`batchSQL`): a CTE that `unnest`s the
+// `append` checks its append, puts it with a continuation in `writes` and waits. `run()` drives the
+// writers (`writeLoop`, at most `maximumCommitsInFlight` at once): each takes every queued append it
+// may (at most one per saga, and none of a saga whose last write is in another writer's batch, so that
+// one saga's appends commit in order and each sees the row its predecessor left; later ones wait for a
+// later batch) and writes the batch in one transaction with ONE statement (`batchSQL`): a CTE that `unnest`s the
 // appends and records from array parameters, inserts the new saga rows (`ON CONFLICT DO NOTHING`),
 // updates the existing ones under the fence (owner, epoch and last sequence compared in the `WHERE`),
 // and inserts the records of exactly the appends whose saga row was written. The statement then
@@ -75,6 +76,11 @@ final class WriteQueue: Sendable {
         var closed = false
         /// Set by tests to hold appends in the queue, so that a known set shares one batch.
         var paused = false
+        /// The sagas with a write taken and not yet answered: their next append waits, so that one
+        /// saga's writes commit in queue order even with several commits in flight.
+        var inFlight = Set<String>()
+        /// How many writers are taking batches.
+        var writers = 0
     }
 
     private let state = Mutex(State())
@@ -96,22 +102,43 @@ final class WriteQueue: Sendable {
         return queued
     }
 
-    /// Takes up to `limit` queued appends, the first of each saga, in queue order.
+    /// Counts a new writer in, unless `limit` writers are already taking batches.
+    func addWriter(limit: Int) -> Bool {
+        state.withLock { state in
+            guard state.writers < limit, !state.pending.isEmpty else { return false }
+            state.writers += 1
+            return true
+        }
+    }
+
+    /// Takes up to `limit` queued appends, the first of each saga without a write in flight, in queue
+    /// order, and marks their sagas in flight until ``finished(_:)``. When there is nothing to take, the
+    /// writer that asked is counted out, in the same step: an append queued after it left wakes another
+    /// writer, and one held back by a saga in flight is taken by the writer of that saga's write, which
+    /// comes back here once it is answered.
     func takeBatch(limit: Int) -> [PendingAppend] {
         state.withLock { state in
-            if state.paused, !state.closed { return [] }
             var batch: [PendingAppend] = []
-            var sagas = Set<String>()
-            var remaining: [PendingAppend] = []
-            for pending in state.pending {
-                if batch.count < limit, sagas.insert(pending.sagaID).inserted {
-                    batch.append(pending)
-                } else {
-                    remaining.append(pending)
+            if !state.paused || state.closed {
+                var remaining: [PendingAppend] = []
+                for pending in state.pending {
+                    if batch.count < limit, state.inFlight.insert(pending.sagaID).inserted {
+                        batch.append(pending)
+                    } else {
+                        remaining.append(pending)
+                    }
                 }
+                state.pending = remaining
             }
-            state.pending = remaining
+            if batch.isEmpty { state.writers -= 1 }
             return batch
+        }
+    }
+
+    /// Ends the in-flight mark of the sagas of a batch whose callers were answered.
+    func finished(_ batch: [PendingAppend]) {
+        state.withLock { state in
+            for pending in batch { state.inFlight.remove(pending.sagaID) }
         }
     }
 
@@ -228,16 +255,26 @@ extension PostgresSagaStore {
         }
     }
 
-    /// The writer: commits batches while appends are queued, until the queue closes; then commits what
-    /// is left (which fails, if the pool has stopped) so that no caller waits forever.
+    /// The writers: while appends are queued, up to ``Configuration/maximumCommitsInFlight`` of them
+    /// each take a batch and commit it, so that one batch is built and sent while another waits for its
+    /// commit to reach the disk. When the queue closes, what is left is committed (which fails, if the
+    /// pool has stopped) so that no caller waits forever.
     func writeLoop() async {
-        for await _ in writes.signals {
-            await drain()
+        let writers = max(1, configuration.maximumCommitsInFlight)
+        await withDiscardingTaskGroup { group in
+            for await _ in writes.signals {
+                while writes.addWriter(limit: writers) {
+                    group.addTask { await self.drain() }
+                }
+            }
+            writes.close()
+            while writes.addWriter(limit: writers) {
+                group.addTask { await self.drain() }
+            }
         }
-        writes.close()
-        await drain()
     }
 
+    /// One writer: takes and commits batches until there is nothing it may take.
     private func drain() async {
         while true {
             let taken = writes.takeBatch(limit: max(1, configuration.maximumBatchSize))
@@ -254,6 +291,7 @@ extension PostgresSagaStore {
                     for pending in locals { group.addTask { await self.commitLocal(pending) } }
                 }
             }
+            writes.finished(taken)
         }
     }
 
@@ -331,7 +369,7 @@ extension PostgresSagaStore {
         let held = epochs.withLock { $0[work.sagaID] }
         do {
             let (output, append, epoch) = try await client.withConnection { connection in
-                _ = try await connection.query("BEGIN", logger: self.logger).collect()
+                _ = try await connection.queryIfOpen("BEGIN", logger: self.logger)
                 do {
                     let output: Data
                     do {
@@ -353,7 +391,7 @@ extension PostgresSagaStore {
                         throw self.refused(append, held: held, verdict)
                     }
                     do {
-                        _ = try await connection.query("COMMIT", logger: self.logger).collect()
+                        _ = try await connection.queryIfOpen("COMMIT", logger: self.logger)
                     } catch {
                         throw BatchFailure(error: error, rolledBack: false)
                     }
@@ -362,7 +400,7 @@ extension PostgresSagaStore {
                 } catch let failure as BatchFailure {
                     throw failure
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: self.logger).collect()
+                    _ = try? await connection.queryIfOpen("ROLLBACK", logger: self.logger)
                     throw error
                 }
             }
@@ -442,7 +480,7 @@ extension PostgresSagaStore {
         do {
             return try await client.withConnection { connection in
                 do {
-                    _ = try await connection.query("BEGIN", logger: logger).collect()
+                    _ = try await connection.queryIfOpen("BEGIN", logger: logger)
                 } catch {
                     throw BatchFailure(error: error, rolledBack: true)
                 }
@@ -450,11 +488,11 @@ extension PostgresSagaStore {
                 do {
                     verdicts = try await runBatchStatement(query, count: batch.count, on: connection)
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger).collect()
+                    _ = try? await connection.queryIfOpen("ROLLBACK", logger: logger)
                     throw BatchFailure(error: error, rolledBack: true)
                 }
                 do {
-                    _ = try await connection.query("COMMIT", logger: logger).collect()
+                    _ = try await connection.queryIfOpen("COMMIT", logger: logger)
                 } catch {
                     throw BatchFailure(error: error, rolledBack: false)
                 }
@@ -481,8 +519,8 @@ extension PostgresSagaStore {
         async throws -> [AppendVerdict]
     {
         var verdicts = [AppendVerdict](repeating: AppendVerdict(), count: count)
-        let rows = try await connection.query(query, logger: logger)
-        for try await row in rows {
+        let rows = try await connection.queryIfOpen(query, logger: logger)
+        for row in rows {
             let cells = row.makeRandomAccess()
             let index = try cells[0].decode(Int.self)
             verdicts[index] = AppendVerdict(

@@ -51,16 +51,15 @@ extension PostgresSagaStore {
     ) async throws -> SagaOperatorRequest {
         let kindName = kind.rawValue
         let stored = try await read("recording a \(kind) request for saga '\(sagaID)'") { client, logger in
-            _ = try await client.query(
+            _ = try await client.queryIfOpen(
                 """
                 INSERT INTO sagakit_requests (id, saga_id, kind, reason, requested_at, requested_by)
                 SELECT \(id), s.id, \(kindName), \(reason), clock_timestamp(), \(instanceID)
                 FROM sagakit_sagas s WHERE s.id = \(sagaID)
                 ON CONFLICT (id) DO NOTHING
-                """, logger: logger
-            ).collect()
+                """, logger: logger)
             return try await Self.requests(
-                client.query(
+                client.queryIfOpen(
                     "SELECT \(unescaped: Self.requestColumns) FROM sagakit_requests r WHERE r.id = \(id)",
                     logger: logger)
             ).first
@@ -90,7 +89,7 @@ extension PostgresSagaStore {
         let limit = limit.map { max(0, $0) }
         return try await read("reading pending operator requests") { client, logger in
             try await Self.requests(
-                client.query(
+                client.queryIfOpen(
                     """
                     SELECT \(unescaped: Self.requestColumns)
                     FROM sagakit_requests r
@@ -120,15 +119,14 @@ extension PostgresSagaStore {
         let state = answer.state.rawValue
         let message = answer.message
         return try await read("answering operator request \(id)") { client, logger in
-            let rows = try await client.query(
+            let rows = try await client.queryIfOpen(
                 """
                 UPDATE sagakit_requests
                 SET state = \(state), answer = \(message), answered_at = clock_timestamp(),
                     answered_by = \(instanceID)
                 WHERE id = \(id) AND state = 'pending'
                 RETURNING id
-                """, logger: logger
-            ).collect()
+                """, logger: logger)
             return !rows.isEmpty
         }
     }
@@ -141,7 +139,7 @@ extension PostgresSagaStore {
     public func requests(of sagaID: String) async throws -> [SagaOperatorRequest] {
         try await read("reading the operator requests of saga '\(sagaID)'") { client, logger in
             try await Self.requests(
-                client.query(
+                client.queryIfOpen(
                     """
                     SELECT \(unescaped: Self.requestColumns) FROM sagakit_requests r
                     WHERE r.saga_id = \(sagaID) ORDER BY r.requested_at, r.requested_order
@@ -150,9 +148,9 @@ extension PostgresSagaStore {
     }
 
     /// Decodes the rows of a query selecting ``requestColumns``.
-    private static func requests(_ rows: PostgresRowSequence) async throws -> [SagaOperatorRequest] {
+    private static func requests(_ rows: PostgresQueryResult) async throws -> [SagaOperatorRequest] {
         var requests: [SagaOperatorRequest] = []
-        for try await row in rows { requests.append(try request(row)) }
+        for row in rows { requests.append(try request(row)) }
         return requests
     }
 

@@ -177,7 +177,7 @@ public final class PostgresSagaStore: SharedSagaStore, Service {
     /// How many transactions the group-commit writer has committed; fewer than appends when it batched.
     package var committedTransactionCount: Int { transactions.load(ordering: .relaxed) }
 
-    /// How many appends wait for the next group commit (not counting the one in flight).
+    /// How many appends wait for a group commit (not counting those in flight).
     package var queuedAppendCount: Int { writes.count }
 
     /// Holds (or releases) queued appends, so that a test can put a known set of appends in one batch.

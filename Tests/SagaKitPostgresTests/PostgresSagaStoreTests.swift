@@ -79,6 +79,36 @@ struct PostgresSagaStoreTests {
         }
     }
 
+    @Test func oneSagasQueuedAppendsCommitInOrderWithSeveralCommitsInFlight() async throws {
+        var configuration = try PostgresTestDatabase.freshConfiguration()
+        configuration.maximumCommitsInFlight = 4
+        try await withRunningStores([configuration]) { stores in
+            let store = stores[0]
+            try await store.append(Records.create("ordered"))
+            // Eight appends of one saga, queued one after another in sequence order, between the creations
+            // of other sagas; released together, four writers take batches at once. Each batch may take
+            // only an append whose predecessor has been answered, or the fence refuses the one that
+            // overtook it.
+            store.holdAppendsForTesting(true)
+            let results = await withTaskGroup(of: (Int, Bool).self) { group in
+                for sequence in 3...10 {
+                    let queued = store.queuedAppendCount
+                    group.addTask { (sequence, (try? await store.append(Records.next("ordered", sequence))) != nil) }
+                    group.addTask { (0, (try? await store.append(Records.create("other-\(sequence)"))) != nil) }
+                    while store.queuedAppendCount < queued + 2 { await Task.yield() }
+                }
+                store.holdAppendsForTesting(false)
+                var results: [(Int, Bool)] = []
+                for await result in group { results.append(result) }
+                return results
+            }
+            let refused = results.filter { !$0.1 }.map(\.0)
+            #expect(refused.isEmpty, "appends refused: \(refused)")
+            #expect(try await store.records(of: "ordered").map(\.sequence) == Array(1...10))
+            #expect(try await store.sagas(matching: SagaQuery(limit: 100)).count == 9)
+        }
+    }
+
     @Test func aRefusedAppendInABatchFailsAlone() async throws {
         try await withRunningStore { store in
             try await store.append(Records.create("taken"))

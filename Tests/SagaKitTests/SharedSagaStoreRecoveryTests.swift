@@ -85,7 +85,11 @@ struct SharedSagaStoreRecoveryTests {
             // Write 1 (the saga's start) succeeds; write 2 fails later, in the run.
             let handle = try await engine.start(threeStepSaga(participant), id: "w-1", input: Order(id: 1))
             let stopped = await #expect(throws: SagaError.self) { try await handle.outcome() }
-            #expect(stopped?.code == .logWriteFailed)
+            // A caller attached to the run hears why it stopped; one that comes in the instant between
+            // the run's end and the engine keeping the saga for its sweep hears that it is not running.
+            #expect(
+                stopped.map { [.logWriteFailed, .interrupted].contains($0.code) } == true,
+                "\(String(describing: stopped))")
             await waitUntilStranded("w-1", in: engine)
             #expect(engine.strandedSagas.map(\.code) == [.logWriteFailed])
             #expect(try await store.summary(of: "w-1")?.status == .running)

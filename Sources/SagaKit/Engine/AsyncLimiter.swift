@@ -40,6 +40,26 @@ final class AsyncLimiter: Sendable {
         }
     }
 
+    /// Takes a permit, waiting for one however long it takes, cancelled or not: for a gate whose holders
+    /// finish on their own (a saga's log append), where giving up would leave work half done.
+    func acquireIgnoringCancellation() async {
+        let id = state.withLock { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        _ = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let granted = state.withLock { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append((id, continuation))
+                return false
+            }
+            if granted { continuation.resume(returning: true) }
+        }
+    }
+
     /// Returns a permit, handing it to the longest waiter if there is one.
     func release() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in

@@ -77,6 +77,10 @@ extension SagaExecution {
         let kinds = [
             compensating ? SagaLogRecord.Kind.compensationSucceeded.rawValue : SagaLogRecord.Kind.stepSucceeded.rawValue
         ]
+        // The outcome record takes its sequence inside the store's transaction: hold the saga's append
+        // gate so that no sibling's append is prepared or written meanwhile (see `write`).
+        await appendGate.acquireIgnoringCancellation()
+        defer { appendGate.release() }
         do {
             try engine.configuration.faultPoint?(FaultPoint(sagaID: id, moment: .beforeAppend, records: kinds))
             let output = try await engine.store.appendAfterLocalWork(work) { output in

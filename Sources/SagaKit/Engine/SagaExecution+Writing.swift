@@ -53,6 +53,11 @@ extension SagaExecution {
     func write(_ drafts: [Draft], deferring: Bool = false, if condition: (State) -> Bool = { _ in true }) async throws
         -> Bool
     {
+        // One saga's appends reach the store one at a time, in the order of their sequences: parallel
+        // siblings write their intents concurrently, and a store that checks that each append follows
+        // the saga's last record (PostgreSQL's fence) refuses one that overtook its predecessor.
+        await appendGate.acquireIgnoringCancellation()
+        defer { appendGate.release() }
         let prepared: SagaLogAppend??
         do {
             prepared = try prepare(drafts, deferring: deferring, condition: condition)

@@ -53,6 +53,9 @@ final class SagaExecution: Sendable {
     let acceptance = OneShot<Void>()
     /// Settles with the saga's outcome, or with why this execution stopped before it.
     let settled = OneShot<SagaSettlement>()
+    /// Held from preparing an append's records until the store has answered, so that the saga's
+    /// appends are written one at a time, in sequence order.
+    let appendGate = AsyncLimiter(limit: 1)
 
     var plan: SagaPlan { definition.plan }
 

@@ -13,6 +13,10 @@ public import Foundation
 ///   log, forward or backward, as recovery does at start;
 /// - at the same sweep, answers the ``pendingRequests(limit:)`` for the sagas it owns: an operator's
 ///   cancellation made through another engine (see ``SagaEngine/cancel(sagaID:reason:)``);
+/// - at the same sweep, resumes from the log its own sagas whose run stopped because the log could not
+///   be written (the database was away longer than the log-write retries last, or a retry found its own
+///   unacknowledged commit there); until then ``SagaEngine/strandedSagas`` lists them with
+///   ``SagaError/Code/logWriteFailed``, and no operator's ``SagaEngine/resume(sagaID:)`` is needed;
 /// - starts no step attempt while ``leaseIsCurrent`` is `false` (its heartbeat could not be renewed,
 ///   so another engine may take its sagas at any moment), and goes on once it is renewed;
 /// - stops a saga's run when an append fails with ``SagaStoreError/Code/ownershipLost``: the saga is
