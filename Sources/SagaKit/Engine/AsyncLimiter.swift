@@ -14,23 +14,9 @@ final class AsyncLimiter: Sendable {
 
     /// Takes a permit; returns `false` if the task was cancelled while waiting.
     func acquire() async -> Bool {
-        let id = state.withLock { state -> Int in
-            state.nextID += 1
-            return state.nextID
-        }
+        let id = nextWaiterID()
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let granted = state.withLock { state -> Bool? in
-                    if Task.isCancelled { return false }
-                    if state.available > 0 {
-                        state.available -= 1
-                        return true
-                    }
-                    state.waiters.append((id, continuation))
-                    return nil
-                }
-                if let granted { continuation.resume(returning: granted) }
-            }
+            await wait(id: id, givingUpIfCancelled: true)
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
                 guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
@@ -43,20 +29,29 @@ final class AsyncLimiter: Sendable {
     /// Takes a permit, waiting for one however long it takes, cancelled or not: for a gate whose holders
     /// finish on their own (a saga's log append), where giving up would leave work half done.
     func acquireIgnoringCancellation() async {
-        let id = state.withLock { state -> Int in
+        _ = await wait(id: nextWaiterID(), givingUpIfCancelled: false)
+    }
+
+    private func nextWaiterID() -> Int {
+        state.withLock { state -> Int in
             state.nextID += 1
             return state.nextID
         }
-        _ = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let granted = state.withLock { state -> Bool in
+    }
+
+    /// Takes a free permit at once, or queues until ``release()`` hands one over.
+    private func wait(id: Int, givingUpIfCancelled: Bool) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let granted = state.withLock { state -> Bool? in
+                if givingUpIfCancelled, Task.isCancelled { return false }
                 if state.available > 0 {
                     state.available -= 1
                     return true
                 }
                 state.waiters.append((id, continuation))
-                return false
+                return nil
             }
-            if granted { continuation.resume(returning: true) }
+            if let granted { continuation.resume(returning: granted) }
         }
     }
 
